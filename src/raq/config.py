@@ -1,0 +1,230 @@
+"""The study's configuration: one validated object, loaded from YAML, unknown keys rejected.
+
+Errors name the file, the key path and, where the YAML shows it, the line.
+Relative paths in a config file are taken relative to that file's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+Protocol = Literal["raq", "paper"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where questions come from and how many are drawn."""
+
+    source: str = Field(
+        "squad-v1.1-dev",
+        description="'squad-v1.1-dev' (ships with raq), a hub dataset name, or a .json/.jsonl/.parquet file",
+    )
+    split: str = "validation"
+    n_questions: int = Field(60, ge=1)
+    seed: int = 2024
+
+
+class ModelConfig(_Strict):
+    """One contestant model."""
+
+    id: str = Field(..., description="the label used in every table and figure")
+    gguf: str = Field(..., description="a catalog name (see `python -m raq models list`) or a path to a .gguf file")
+    sha256: str | None = Field(None, description="expected sha256 of the file (catalog models know theirs)")
+    prompt_format: Literal["chat", "completion"] = Field(
+        "chat", description="'chat': the GGUF's own chat template; 'completion': a plain completion prompt"
+    )
+    n_gpu_layers: int = Field(0, ge=-1, description="layers offloaded to a GPU (-1 = all, 0 = CPU only)")
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_a_label(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("must be letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+
+class GenerationConfig(_Strict):
+    """How every contestant generates (the same settings for all, so the comparison is fair)."""
+
+    protocol: Protocol = Field("raq", description="'raq': chat template + stops; 'paper': the reference prompt")
+    n_ctx: int = Field(2048, ge=128)
+    n_batch: int = Field(512, ge=1)
+    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    max_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(40, ge=0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.0, gt=0.0)
+    seed: int = 2024
+    warmup: bool = Field(True, description="one untimed call per model before timed answers")
+
+
+class JudgeConfig(_Strict):
+    """The judge: a local GGUF that raq serves itself, or any OpenAI-compatible endpoint."""
+
+    id: str = "judge"
+    protocol: Protocol = "raq"
+    gguf: str | None = Field(None, description="local judge: a catalog name or .gguf path; raq starts its server")
+    base_url: str | None = Field(None, description="remote judge: an OpenAI-compatible base URL")
+    model: str | None = Field(None, description="remote judge: the model name the endpoint serves")
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    sha256: str | None = None
+    n_ctx: int = Field(4096, ge=256)
+    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = Field(0, ge=-1)
+    temperature: float = Field(0.0, ge=0.0)
+    seed: int = 2024
+    max_tokens: int = Field(64, ge=1)
+    max_retries: int = Field(2, ge=0, description="extra attempts after a reply that is not a valid ranking")
+    timeout_s: float = Field(300.0, gt=0)
+    context_chars: int = Field(2000, ge=0, description="at most this many context characters shown to the judge")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "JudgeConfig":
+        if bool(self.gguf) == bool(self.base_url):
+            raise ValueError("set exactly one of 'gguf' (a local judge) or 'base_url' (a remote judge)")
+        if self.base_url and not self.model:
+            raise ValueError("a remote judge ('base_url') needs 'model'")
+        return self
+
+
+class StatsConfig(_Strict):
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+
+
+class RunConfig(_Strict):
+    """A whole study."""
+
+    name: str = "raq"
+    out_dir: str = "runs"
+    models_dir: str = "models"
+    data: DataConfig = DataConfig()
+    generation: GenerationConfig = GenerationConfig()
+    models: list[ModelConfig] = Field(..., min_length=1)
+    judge: JudgeConfig
+    stats: StatsConfig = StatsConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for model in models:
+            if model.id in seen:
+                raise ValueError(f"model id {model.id!r} appears twice")
+            seen.add(model.id)
+        return models
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [m.id for m in self.models]
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based YAML line of the key at ``loc`` (the deepest part that exists)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == part), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _format_errors(error: ValidationError, where: str, text: str | None) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if p not in ("function-after",))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(text, loc) if text is not None else None
+        place = f"{where}:{line}" if line else where
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{place}: {key}: {message}")
+    return "; ".join(lines)
+
+
+def _resolve_paths(config: RunConfig, base: Path) -> RunConfig:
+    """Make the config's relative paths relative to ``base``."""
+
+    def absolute(value: str) -> str:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    config.out_dir = absolute(config.out_dir)
+    config.models_dir = absolute(config.models_dir)
+    if config.data.source.endswith((".json", ".jsonl", ".parquet", ".json.gz", ".jsonl.gz")):
+        config.data.source = absolute(config.data.source)
+    for model in config.models:
+        if model.gguf.endswith(".gguf"):
+            model.gguf = absolute(model.gguf)
+    if config.judge.gguf and config.judge.gguf.endswith(".gguf"):
+        config.judge.gguf = absolute(config.judge.gguf)
+    return config
+
+
+def parse_config(data: dict[str, Any], where: str = "<config>", text: str | None = None,
+                 base: Path | None = None) -> RunConfig:
+    """Validate a config mapping; raise ConfigError naming ``where`` and the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of keys, not {type(data).__name__}")
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, where, text)) from None
+    return _resolve_paths(config, base or Path.cwd())
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate a YAML config; ``overrides`` maps dotted keys to values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    for dotted, value in (overrides or {}).items():
+        set_dotted(data, dotted, value)
+    return parse_config(data, str(path), text, path.parent.resolve())
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data['a']['b'] = value`` for ``dotted == 'a.b'``, creating mappings as needed."""
+    keys = dotted.split(".")
+    target = data
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"override {dotted}: {key} is not a mapping")
+    target[keys[-1]] = value
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as plain data (for the manifest)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,31 @@
+"""The exceptions raq raises. The CLI turns each into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class RaqError(Exception):
+    """Base class of every error raq reports to its user."""
+
+
+class ConfigError(RaqError):
+    """A configuration file or value is invalid (the message names the file and key)."""
+
+
+class DatasetError(RaqError):
+    """Questions could not be loaded (the message names the source and the field or line)."""
+
+
+class ModelFileError(RaqError):
+    """A GGUF file is missing, corrupt, or could not be fetched."""
+
+
+class BackendError(RaqError):
+    """A generation backend or server failed."""
+
+
+class JudgeError(RaqError):
+    """The judge endpoint could not be reached or used."""
+
+
+class RunDirError(RaqError):
+    """A run directory is missing, incomplete, or does not match the configuration."""

@@ -1,0 +1,117 @@
+"""The Generator: one contestant model answering questions from their context.
+
+It builds the prompt the protocol asks for, fits it into the context, calls the backend,
+and turns the completion into an :class:`~raq.records.Answer` with its speed and length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import prompts
+from .config import GenerationConfig, ModelConfig
+from .llama_backend import Completion, LlamaBackend, Sampling
+from .metrics import paper_words, words
+from .records import Answer, Question
+
+#: Template names recorded on every answer.
+TEMPLATE_PAPER = "paper-completion"
+TEMPLATE_CHAT = "gguf-chat-template"
+TEMPLATE_COMPLETION = "completion"
+
+
+class Generator:
+    """A GGUF model loaded through llama.cpp that answers questions."""
+
+    def __init__(self, model: ModelConfig, generation: GenerationConfig, path: str | Path) -> None:
+        self.model = model
+        self.generation = generation
+        self.backend = LlamaBackend(path, n_ctx=generation.n_ctx, n_batch=generation.n_batch,
+                                    n_threads=generation.n_threads, n_gpu_layers=model.n_gpu_layers,
+                                    seed=generation.seed)
+        self.template, self.template_note = self._choose_template()
+        self.sampling = Sampling(temperature=generation.temperature, top_p=generation.top_p,
+                                 top_k=generation.top_k, min_p=generation.min_p,
+                                 repeat_penalty=generation.repeat_penalty)
+
+    def _choose_template(self) -> tuple[str, str]:
+        if self.generation.protocol == "paper":
+            return TEMPLATE_PAPER, ""
+        if self.model.prompt_format == "completion":
+            return TEMPLATE_COMPLETION, ""
+        if self.backend.chat_template is None:
+            return TEMPLATE_COMPLETION, "the GGUF has no chat template: used the plain completion prompt"
+        return TEMPLATE_CHAT, ""
+
+    def build_prompt(self, question: Question, context: str | None = None) -> tuple[str, tuple[str, ...], bool]:
+        """The prompt text, its stop strings, and whether it carries special tokens as text."""
+        if self.template == TEMPLATE_PAPER:
+            return prompts.paper_answer_prompt(question, context), (), False
+        if self.template == TEMPLATE_CHAT:
+            return self.backend.render_chat(prompts.chat_answer_messages(question, context)), (), True
+        return prompts.completion_answer_prompt(question, context), prompts.COMPLETION_STOPS, False
+
+    def _fit(self, question: Question) -> tuple[str, tuple[str, ...], bool, int, list[str]]:
+        """A prompt that fits the context with room for the answer; notes say what was changed."""
+        notes = [self.template_note] if self.template_note else []
+        n_ctx, max_tokens = self.backend.n_ctx, self.generation.max_tokens
+        context = question.context
+        while True:
+            prompt, stops, special = self.build_prompt(question, context)
+            used = self.backend.count_tokens(prompt, special=special)
+            room = n_ctx - used
+            if self.template == TEMPLATE_PAPER and room >= 1:
+                if max_tokens > room:  # what the reference setup did silently
+                    notes.append(f"max_tokens clamped from {max_tokens} to {room} (context {n_ctx})")
+                    max_tokens = room
+                break
+            if room >= max_tokens:
+                break
+            if len(context) < 200:
+                max_tokens = max(1, room)
+                notes.append(f"max_tokens reduced to {max_tokens}: the prompt fills the context")
+                break
+            keep = int(len(context) * 0.8)
+            context = prompts.excerpt(question.context, question.gold_answers, keep)
+            notes.append(f"context cut to {len(context)} characters around the answer to fit n_ctx {n_ctx}")
+        if len(notes) > 2:  # repeated cuts: keep the first and the last
+            notes = [notes[0], notes[-1]] if notes[0] != notes[-1] else [notes[0]]
+        return prompt, stops, special, max_tokens, notes
+
+    def warm_up(self) -> None:
+        """One short untimed call, so the first timed answer does not pay for loading."""
+        self.backend.complete("The capital of France is", max_tokens=4, sampling=self.sampling)
+
+    def answer(self, question: Question) -> Answer:
+        """Answer one question from its context."""
+        prompt, stops, special, max_tokens, notes = self._fit(question)
+        completion = self.backend.complete(prompt, max_tokens=max_tokens, sampling=self.sampling,
+                                           stop=stops, special=special)
+        return make_answer(question, self.model.id, prompt, self.template, completion, max_tokens, notes)
+
+    def info(self) -> dict[str, Any]:
+        return {**self.backend.info(), "template": self.template, "template_note": self.template_note}
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def make_answer(question: Question, model_id: str, prompt: str, template: str, completion: Completion,
+                max_tokens: int, notes: list[str]) -> Answer:
+    """Turn a completion into an Answer with derived speed and length figures."""
+    text = completion.text.strip()
+    generation_s = max(completion.total_s - completion.ttft_s, 0.0)
+    after_first = completion.generated_tokens - 1
+    return Answer(
+        question_id=question.question_id, model_id=model_id, text=text, prompt=prompt, template=template,
+        prompt_tokens=completion.prompt_tokens, generated_tokens=completion.generated_tokens,
+        ttft_s=completion.ttft_s, prompt_s=completion.ttft_s, generation_s=generation_s,
+        total_s=completion.total_s,
+        prompt_tok_s=completion.prompt_tokens / completion.ttft_s if completion.ttft_s > 0 else None,
+        generation_tok_s=after_first / generation_s if after_first > 0 and generation_s > 0 else None,
+        words=words(text), words_paper=paper_words(text),
+        words_per_s_paper=paper_words(text) / completion.total_s if completion.total_s > 0 else 0.0,
+        finish_reason=completion.finish_reason, max_tokens=max_tokens, notes=notes,
+        counters=completion.counters,
+    )

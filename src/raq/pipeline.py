@@ -1,0 +1,298 @@
+"""The study pipeline: check inputs, generate answers, judge them, analyse; each phase
+callable alone, every finished record on disk before the next starts, resumable."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import environment
+from .config import RunConfig, config_to_dict, load_config, parse_config
+from .errors import RunDirError
+from .records import Answer, Judgement, Question
+from .store import RunDir
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Config keys that do not change results: a run may be resumed with them changed.
+NEUTRAL_KEYS = ("name", "out_dir", "models_dir")
+
+
+@dataclass
+class ModelFile:
+    """A verified GGUF file."""
+
+    ref: str
+    path: Path
+    sha256: str
+
+
+@dataclass
+class Results:
+    """Everything a finished (or partial) run holds, as objects and tables."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    questions: list[Question]
+    answers: list[Answer]
+    judgements: list[Judgement]
+    table: "pd.DataFrame"
+    summary: "pd.DataFrame"
+    stats: dict[str, Any]
+
+    def plot(self):
+        """The reference study's three bar charts, with 95% bootstrap intervals."""
+        from .report import bar_figure
+
+        return bar_figure(self.table, list(self.summary.index))
+
+
+# --- checks before any expensive work --------------------------------------------------------
+def check_model_files(config: RunConfig) -> dict[str, ModelFile]:
+    """Resolve and verify every GGUF the study needs (contestants and a local judge)."""
+    from .models import resolve, verify
+
+    models_dir = Path(config.models_dir)
+    wanted = [(m.id, m.gguf, m.sha256) for m in config.models]
+    if config.judge.gguf:
+        wanted.append((f"judge:{config.judge.id}", config.judge.gguf, config.judge.sha256))
+    files = {}
+    for key, ref, sha256 in wanted:
+        path, expected, _entry = resolve(ref, models_dir, sha256)
+        files[key] = ModelFile(ref=ref, path=path, sha256=verify(path, expected, ref))
+    judge_file = files.get(f"judge:{config.judge.id}")
+    if judge_file and any(judge_file.path == files[m.id].path for m in config.models):
+        log.warning("the judge %s is also a contestant: it may favour its own answers", config.judge.gguf)
+    return files
+
+
+def load_study_questions(config: RunConfig) -> list[Question]:
+    from .dataset import load_questions
+
+    data = config.data
+    return load_questions(data.source, split=data.split, n=data.n_questions, seed=data.seed)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data}
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ and that change results."""
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k.split(".")[0] not in NEUTRAL_KEYS)
+
+
+# --- the phases ---------------------------------------------------------------------------
+def _bar(iterable, total: int, desc: str, progress: bool | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="q", disable=None if progress is None else not progress,
+                dynamic_ncols=True)
+
+
+def generate(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, ModelFile],
+             progress: bool | None = None) -> list[Answer]:
+    """Have every model answer every question not answered yet; one model in memory at a time."""
+    from .generator import Generator
+
+    done = {(a.question_id, a.model_id) for a in run.answers(repair=True)}
+    models_info = run.manifest().get("models", {})
+    for model in config.models:
+        todo = [q for q in questions if (q.question_id, model.id) not in done]
+        if not todo:
+            continue
+        generator = Generator(model, config.generation, files[model.id].path)
+        try:
+            models_info[model.id] = {**generator.info(), "ref": model.gguf, "sha256": files[model.id].sha256}
+            run.update_manifest(models=models_info)
+            if config.generation.warmup:
+                generator.warm_up()
+            for question in _bar(todo, len(todo), f"answering [{model.id}]", progress):
+                run.append_answer(generator.answer(question))
+        finally:
+            generator.close()
+    return run.answers()
+
+
+class _JudgeSession:
+    """A judge and, for a local GGUF judge, the llama.cpp server behind it."""
+
+    def __init__(self, config: RunConfig, files: dict[str, ModelFile], log_path: Path) -> None:
+        self.config, self.files, self.log_path = config, files, log_path
+        self.server = None
+
+    def __enter__(self):
+        from .judge import Judge, resolve_api_key
+
+        judge = self.config.judge
+        if judge.gguf:
+            from .server import LocalServer
+
+            self.server = LocalServer(self.files[f"judge:{judge.id}"].path, judge.id, n_ctx=judge.n_ctx,
+                                      n_threads=judge.n_threads, n_gpu_layers=judge.n_gpu_layers,
+                                      seed=judge.seed, log_path=self.log_path).start()
+            return Judge(judge, base_url=self.server.base_url, model=judge.id, api_key="local",
+                         response_format="json_object")
+        client = Judge(judge, base_url=judge.base_url or "", model=judge.model or "",
+                       api_key=resolve_api_key(judge))
+        _check_remote_model(client)
+        return client
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def _check_remote_model(judge) -> None:
+    """Refuse a model name the endpoint does not list (some servers answer any name)."""
+    from .errors import JudgeError
+
+    try:
+        served = [m.id for m in judge.client.models.list()]
+    except Exception as error:  # listing is optional in the protocol
+        log.info("could not list the judge endpoint's models (%s); using %s as given", error, judge.model)
+        return
+    if served and judge.model not in served:
+        raise JudgeError(f"judge endpoint {judge.client.base_url} does not serve {judge.model!r} (it serves {served})")
+
+
+def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, ModelFile],
+                  progress: bool | None = None) -> list[Judgement]:
+    """Judge every question that has all its answers and no successful judgement yet."""
+    answers: dict[str, dict[str, str]] = {}
+    for answer in run.answers(repair=True):
+        answers.setdefault(answer.question_id, {})[answer.model_id] = answer.text
+    model_ids = config.model_ids
+    done = {j.question_id for j in run.judgements(repair=True) if j.ok and j.judge_id == config.judge.id}
+    todo = [q for q in questions if q.question_id not in done
+            and all(m in answers.get(q.question_id, {}) for m in model_ids)]
+    if todo:
+        with _JudgeSession(config, files, run.path / "judge-server.log") as judge:
+            for question in _bar(todo, len(todo), f"judging [{config.judge.id}]", progress):
+                run.append_judgement(judge.judge(question, answers[question.question_id], model_ids))
+    return run.judgements()
+
+
+def analyse(run: RunDir, progress: bool | None = None) -> Results:
+    """Build the table, summary, statistics, figure and Markdown summary from the run directory."""
+    from .analysis import model_summary, results_table, statistics
+    from .report import write_report
+
+    manifest = run.manifest()
+    config = parse_config(manifest["config"], str(run.manifest_path))
+    questions, answers, judgements = run.questions(), run.answers(), run.judgements()
+    table = results_table(questions, answers, judgements, config.judge.id)
+    summary = model_summary(table, config.model_ids)
+    stats = statistics(table, config.stats.alpha, config.data.seed)
+    intervals = stats.get("summary", {})
+    summary["rank_ci_low"] = [intervals.get(m, {}).get("ci_low") for m in summary.index]
+    summary["rank_ci_high"] = [intervals.get(m, {}).get("ci_high") for m in summary.index]
+    manifest = run.update_manifest(judgements_failed=sum(not j.ok for j in judgements))
+    write_report(run.path, manifest, table, summary, stats, config.model_ids, config.data.seed)
+    return Results(run.path, manifest, questions, answers, judgements, table, summary, stats)
+
+
+# --- the whole study ----------------------------------------------------------------------
+def _new_run_path(config: RunConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(config.out_dir) / f"{config.name}-{stamp}"
+
+
+def _open_or_create(config: RunConfig, questions: list[Question], resume: str | Path | None) -> RunDir:
+    manifest_config = config_to_dict(config)
+    if resume is not None:
+        run = RunDir.open(resume)
+        old = run.manifest()
+        changed = config_changes(old.get("config", {}), manifest_config)
+        if changed:
+            raise RunDirError(f"{run.path}: the config differs from the run's in {', '.join(changed)}; "
+                              "start a new run instead of resuming")
+        run.update_manifest(status="running", resumed=old.get("resumed", 0) + 1)
+        return run
+    from .dataset import describe_source
+
+    run = RunDir.create(_new_run_path(config), {
+        "status": "running", "config": manifest_config,
+        "data": describe_source(config.data.source, config.data.split),
+        "question_ids": [q.question_id for q in questions],
+        "environment": environment.describe(), "models": {},
+    })
+    run.write_questions(questions)
+    return run
+
+
+def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Path | None = None,
+             limit: int | None = None, out: str | Path | None = None, progress: bool | None = None,
+             on_phase: Callable[[str], None] | None = None, **overrides: Any) -> Results:
+    """Run a whole study and return its results.
+
+    ``config`` is a RunConfig or a YAML path; ``overrides`` are dotted keys with ``__`` for
+    dots (``generation__max_tokens=64``). ``resume`` continues an interrupted run directory.
+    """
+    dotted = {key.replace("__", "."): value for key, value in overrides.items()}
+    if limit is not None:
+        dotted["data.n_questions"] = limit
+    if isinstance(config, RunConfig):
+        if dotted:
+            data = config_to_dict(config)
+            from .config import set_dotted
+
+            for key, value in dotted.items():
+                set_dotted(data, key, value)
+            config = parse_config(data)
+    else:
+        config = load_config(config, dotted)
+    if out is not None:
+        config.out_dir = str(Path(out).resolve())
+    notify = on_phase or (lambda phase: log.info("%s", phase))
+
+    notify("checking model files")
+    files = check_model_files(config)
+    notify("loading questions")
+    questions = load_study_questions(config)
+    run = _open_or_create(config, questions, resume)
+    if resume is not None:
+        questions = run.questions()
+    try:
+        notify(f"answering in {run.path}")
+        generate(config, run, questions, files, progress)
+        notify("judging")
+        judge_answers(config, run, questions, files, progress)
+        notify("analysing")
+        results = analyse(run, progress)
+    except BaseException as error:
+        run.update_manifest(status="interrupted", error=f"{type(error).__name__}: {error}")
+        raise
+    run.update_manifest(status="complete", error=None)
+    results.manifest = run.manifest()
+    return results
+
+
+def load_run(path: str | Path) -> Results:
+    """A finished run's results, read back from its directory (figures are rebuilt on demand)."""
+    from .analysis import model_summary, results_table
+
+    run = RunDir.open(path)
+    manifest = run.manifest()
+    config = parse_config(manifest["config"], str(run.manifest_path))
+    questions, answers, judgements = run.questions(), run.answers(), run.judgements()
+    table = results_table(questions, answers, judgements, config.judge.id)
+    stats_path = run.path / "stats.json"
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    return Results(run.path, manifest, questions, answers, judgements, table,
+                   model_summary(table, config.model_ids), stats)
+

@@ -1,0 +1,113 @@
+"""A local OpenAI-compatible llama.cpp server (``python -m llama_cpp.server``) that raq
+starts on 127.0.0.1, waits for, checks, and stops by its process id."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from .errors import BackendError
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalServer:
+    """``with LocalServer(...) as server:`` serves one GGUF at ``server.base_url``."""
+
+    def __init__(self, gguf: str | Path, alias: str, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 n_gpu_layers: int = 0, seed: int = 0, log_path: str | Path | None = None,
+                 start_timeout_s: float = 180.0) -> None:
+        self.gguf = Path(gguf)
+        self.alias = alias
+        self.n_ctx, self.n_threads, self.n_gpu_layers, self.seed = n_ctx, n_threads, n_gpu_layers, seed
+        self.log_path = Path(log_path) if log_path else None
+        self.start_timeout_s = start_timeout_s
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        threads = self.n_threads or os.cpu_count() or 1
+        return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf),
+                "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
+                "--n_ctx", str(self.n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
+                "--n_gpu_layers", str(self.n_gpu_layers), "--seed", str(self.seed),
+                "--logits_all", "false", "--verbose", "false"]
+
+    def start(self) -> "LocalServer":
+        self.port = free_port()
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _log_tail(self) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        return (": " + lines[-1]) if lines else ""
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise BackendError(f"the judge server for {self.gguf.name} exited with code "
+                                   f"{self.process.returncode} while starting{self._log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
+                    served = [m["id"] for m in json.load(response)["data"]]
+            except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, KeyError):
+                time.sleep(0.25)
+                continue
+            if self.alias not in served:
+                raise BackendError(f"the judge server at {self.base_url} serves {served}, not {self.alias!r}")
+            return
+        raise BackendError(f"the judge server for {self.gguf.name} was not ready after {self.start_timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()

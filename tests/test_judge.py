@@ -1,0 +1,105 @@
+"""The judge: ordering, hiding identities, retries and failures (scripted endpoint), and a
+real local llama.cpp server with a real GGUF judge."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import demo_model
+from fake_endpoint import FakeEndpoint
+from raq.config import JudgeConfig
+from raq.errors import JudgeError
+from raq.judge import Judge
+
+MODELS = ["llama-like", "mistral-like", "gemma-like"]
+ANSWERS = {"llama-like": "The Denver Broncos.", "mistral-like": "Carolina Panthers", "gemma-like": "Broncos"}
+
+
+def remote_config(**changes) -> JudgeConfig:
+    return JudgeConfig(base_url="http://unused", model="fake-judge", **changes)
+
+
+def make_judge(endpoint: FakeEndpoint, **changes) -> Judge:
+    return Judge(remote_config(**changes), base_url=endpoint.base_url, model="fake-judge", api_key="sk-test")
+
+
+def test_raq_order_is_seeded_per_question_and_paper_order_is_fixed():
+    judge = Judge(remote_config(), base_url="http://127.0.0.1:9/v1", model="m", api_key="k")
+    orders = {qid: judge.order_for(qid, MODELS) for qid in (f"q{i}" for i in range(30))}
+    assert orders == {qid: judge.order_for(qid, MODELS) for qid in orders}  # reproducible
+    assert len({tuple(o) for o in orders.values()}) > 1  # shuffled per question
+    assert {o[0] for o in orders.values()} == set(MODELS)  # every model is sometimes shown first
+    paper = Judge(remote_config(protocol="paper"), base_url="http://127.0.0.1:9/v1", model="m", api_key="k")
+    assert all(paper.order_for(f"q{i}", MODELS) == MODELS for i in range(10))
+
+
+def test_a_valid_reply_maps_labels_back_to_models_and_hides_their_names(super_bowl):
+    with FakeEndpoint(['{"ranking": ["B", "C", "A"]}']) as endpoint:
+        judge = make_judge(endpoint)
+        verdict = judge.judge(super_bowl, ANSWERS, MODELS)
+    prompt = str(endpoint.requests[0]["messages"])
+    assert not any(model in prompt for model in MODELS)
+    assert verdict.ok and verdict.attempts == 1
+    assert sorted(verdict.ranks.values()) == [1, 2, 3]
+    assert [verdict.ranks[m] for m in verdict.order] == [3, 1, 2]  # A=3rd, B=1st, C=2nd
+    assert endpoint.requests[0]["response_format"]["type"] == "json_schema"
+    assert endpoint.requests[0]["temperature"] == 0.0 and endpoint.requests[0]["seed"] == 2024
+
+
+def test_a_bad_reply_is_retried_with_the_reason(super_bowl):
+    with FakeEndpoint(["B, B, A", "I think B is best", '{"ranking": ["A","B","C"]}']) as endpoint:
+        verdict = make_judge(endpoint, max_retries=2).judge(super_bowl, ANSWERS, MODELS)
+    assert verdict.ok and verdict.attempts == 3 and len(verdict.raw_replies) == 3
+    retry = endpoint.requests[1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": "B, B, A"}
+    assert "could not be used" in retry[-1]["content"]
+
+
+def test_replies_that_never_parse_give_a_failed_judgement_with_every_reply(super_bowl):
+    with FakeEndpoint(["no idea", "still no idea"]) as endpoint:
+        verdict = make_judge(endpoint, max_retries=1).judge(super_bowl, ANSWERS, MODELS)
+    assert not verdict.ok and verdict.ranks == {}
+    assert verdict.raw_replies == ["no idea", "still no idea"] and verdict.error
+
+
+def test_an_endpoint_without_structured_output_falls_back_to_text(super_bowl):
+    with FakeEndpoint([400, "C > A > B"]) as endpoint:
+        verdict = make_judge(endpoint).judge(super_bowl, ANSWERS, MODELS)
+    assert verdict.ok and "response_format" not in endpoint.requests[1]
+
+
+def test_server_errors_are_retried_then_reported_in_one_line(super_bowl):
+    with FakeEndpoint([500, '{"ranking": ["A","B","C"]}']) as endpoint:
+        assert make_judge(endpoint).judge(super_bowl, ANSWERS, MODELS).ok
+    with FakeEndpoint([401]) as endpoint:
+        with pytest.raises(JudgeError, match="failed"):
+            make_judge(endpoint).judge(super_bowl, ANSWERS, MODELS)
+
+
+def test_paper_protocol_asks_for_the_return_rank_function(super_bowl):
+    with FakeEndpoint(['{"rank": "2,1,3"}']) as endpoint:
+        verdict = make_judge(endpoint, protocol="paper").judge(super_bowl, ANSWERS, MODELS)
+    request = endpoint.requests[0]
+    assert request["tool_choice"]["function"]["name"] == "return_rank"
+    assert request["messages"][0]["content"].startswith("Based on the correct answer: Denver Broncos,")
+    assert verdict.ranks == {"mistral-like": 1, "llama-like": 2, "gemma-like": 3}
+
+
+@pytest.mark.integration
+def test_a_real_local_judge_server_ranks_all_answers_and_is_stopped(super_bowl, tmp_path):
+    from raq.server import LocalServer
+
+    config = JudgeConfig(id="local-judge", gguf="qwen2.5-coder-0.5b-instruct", n_ctx=2048)
+    server = LocalServer(demo_model("qwen2.5-coder-0.5b-instruct"), "local-judge", n_ctx=2048,
+                         log_path=tmp_path / "server.log")
+    with server:
+        pid = server.process.pid
+        judge = Judge(config, base_url=server.base_url, model="local-judge", api_key="local",
+                      response_format="json_object")
+        verdict = judge.judge(super_bowl, ANSWERS, MODELS)
+    assert verdict.ok, verdict.raw_replies
+    assert sorted(verdict.ranks.values()) == [1, 2, 3]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
