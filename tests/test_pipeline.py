@@ -143,3 +143,33 @@ def test_a_missing_model_file_is_reported_before_any_work(tmp_path, capsys):
     assert len(errors) == 1 and "absent.gguf" in errors[0] and "not found" in errors[0]
     assert "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_second_judge_with_several_orders_is_added_without_regenerating(finished_run, tmp_path):
+    config, run_dir = finished_run
+    answers_before = (run_dir / "answers.jsonl").read_text()
+    study = yaml.safe_load(config.read_text())
+    first = study.pop("judge")
+    study["judges"] = [first, {"id": "smol-judge", "gguf": "smollm2-135m-instruct", "n_ctx": 2048, "orders": 2}]
+    path = tmp_path / "two-judges.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["judge", str(run_dir), "--config", str(path), "--quiet"]) == 0
+    assert (run_dir / "answers.jsonl").read_text() == answers_before
+    judgements = lines(run_dir / "judgements.jsonl")
+    smol = [j for j in judgements if j["judge_id"] == "smol-judge"]
+    assert sorted((j["question_id"], j["order_index"]) for j in smol) == sorted(
+        (q, k) for q in {j["question_id"] for j in judgements} for k in (0, 1))
+    for question in {j["question_id"] for j in smol}:  # the two orders are rotations
+        first_order, second_order = (j["order"] for j in sorted(
+            (j for j in smol if j["question_id"] == question), key=lambda j: j["order_index"]))
+        assert second_order == first_order[1:] + first_order[:1]
+    stats = json.loads((run_dir / "stats.json").read_text())
+    judging = stats["judging"]
+    assert set(judging["judges"]) == {"qwen-judge", "smol-judge"}
+    bias = judging["judges"]["smol-judge"]["position_bias"]
+    assert bias.get("questions_with_several_orders", 0) + judging["judges"]["smol-judge"]["failed_after_retries"] >= 1
+    assert "mean_kendalls_w" in judging["agreement"]
+    import raq
+
+    table = raq.load_run(run_dir).table
+    assert {"rank.qwen-judge", "rank.smol-judge"} <= set(table.columns)

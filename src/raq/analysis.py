@@ -1,8 +1,15 @@
-"""From stored answers and judgements to one tidy table, a per-model summary and the statistics."""
+"""From stored answers and judgements to one tidy table and a per-model summary.
+
+A judge's verdict on a question is the mean of its ranks over the orders it saw (all of
+them must have succeeded); with several judges, ``rank`` is the mean of their verdicts and
+``rank.<judge>`` keeps each one. A question without a complete verdict is counted as not
+judged, never dropped silently.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -15,33 +22,53 @@ ANSWER_COLUMNS = ("text", "template", "prompt_tokens", "generated_tokens", "ttft
                   "words_per_s_paper", "finish_reason")
 
 
-def results_table(questions: Sequence[Question], answers: Sequence[Answer],
-                  judgements: Sequence[Judgement], judge_id: str) -> pd.DataFrame:
-    """One row per question x model, every metric a column; ``rank`` is empty where the
-    judgement failed or is missing (``judged`` says which)."""
+def verdicts(judgements: Sequence[Judgement], orders: Mapping[str, int]) -> dict[tuple[str, str], dict[str, float]]:
+    """(question, judge) -> model -> mean rank over the judge's orders, for complete verdicts only."""
+    ranks: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(list)
+    for judgement in judgements:
+        if judgement.ok and judgement.judge_id in orders:
+            ranks[(judgement.question_id, judgement.judge_id)].append(judgement.ranks)
+    complete = {}
+    for key, per_order in ranks.items():
+        if len(per_order) == orders[key[1]]:
+            models = per_order[0].keys()
+            complete[key] = {m: sum(r[m] for r in per_order) / len(per_order) for m in models}
+    return complete
+
+
+def results_table(questions: Sequence[Question], answers: Sequence[Answer], judgements: Sequence[Judgement],
+                  orders: Mapping[str, int]) -> pd.DataFrame:
+    """One row per question x model, every metric a column. ``orders`` maps each judge id
+    (the primary one first) to the number of orders it judges each question in."""
     by_question = {q.question_id: q for q in questions}
-    verdicts = {j.question_id: j for j in judgements if j.judge_id == judge_id}
+    judge_ids = list(orders)
+    complete = verdicts(judgements, orders)
+    first_order = {(j.question_id, j.judge_id): j.order for j in judgements if j.order_index == 0}
     rows = []
     for answer in answers:
         question = by_question.get(answer.question_id)
         if question is None:
             continue
         data = to_dict(answer)
-        verdict = verdicts.get(answer.question_id)
-        rows.append({
+        per_judge = {j: complete.get((answer.question_id, j), {}).get(answer.model_id) for j in judge_ids}
+        judged = all(value is not None for value in per_judge.values())
+        shown = first_order.get((answer.question_id, judge_ids[0]), [])
+        row = {
             "question_id": answer.question_id, "model_id": answer.model_id,
             **{column: data[column] for column in ANSWER_COLUMNS},
             "em": exact_match(answer.text, question.gold_answers),
             "f1": f1(answer.text, question.gold_answers),
-            "judge_id": judge_id,
-            "judged": bool(verdict and verdict.ok),
-            "rank": verdict.ranks.get(answer.model_id) if verdict and verdict.ok else None,
-            "shown_position": (verdict.order.index(answer.model_id) + 1
-                               if verdict and answer.model_id in verdict.order else None),
-        })
+            "judged": judged,
+            "rank": sum(per_judge.values()) / len(per_judge) if judged else None,
+            "shown_position": shown.index(answer.model_id) + 1 if answer.model_id in shown else None,
+        }
+        if len(judge_ids) > 1:
+            row.update({f"rank.{j}": value for j, value in per_judge.items()})
+        rows.append(row)
     table = pd.DataFrame(rows)
     if not table.empty:
-        table["rank"] = pd.to_numeric(table["rank"])
+        for column in [c for c in table.columns if c == "rank" or c.startswith("rank.")]:
+            table[column] = pd.to_numeric(table[column])
         table = table.sort_values(["question_id", "model_id"], kind="stable").reset_index(drop=True)
     return table
 
@@ -66,14 +93,27 @@ def model_summary(table: pd.DataFrame, model_order: Sequence[str]) -> pd.DataFra
     return summary.loc[order]
 
 
+METRICS_TESTED = ("f1", "em", "words", "ttft_s", "generation_tok_s")
+
+
 def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
-    """Rank tests on the judged questions; failed or missing judgements are counted, not hidden."""
-    from .stats import rank_statistics
+    """Rank tests on the judged questions (failed or missing judgements are counted, not
+    hidden), the same tests on per-answer metrics, and the study's power."""
+    from .power import study_power
+    from .stats import metric_statistics, rank_statistics
 
     judged = table[table["judged"]]
     questions = table["question_id"].nunique()
-    judged_questions = judged["question_id"].nunique()
     result = rank_statistics(judged[["question_id", "model_id", "rank"]], value="rank", alpha=alpha, seed=seed)
     result["questions_total"] = int(questions)
-    result["questions_not_judged"] = int(questions - judged_questions)
+    result["questions_not_judged"] = int(questions - judged["question_id"].nunique())
+    try:
+        result["power"] = study_power(result, seed=seed)
+    except ValueError as error:
+        result["power"] = {"note": str(error)}
+    result["metrics"] = {}
+    for metric in METRICS_TESTED:
+        values = table[["question_id", "model_id", metric]].dropna()
+        if not values.empty:
+            result["metrics"][metric] = metric_statistics(values, metric, alpha=alpha, seed=seed)
     return result

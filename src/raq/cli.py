@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,8 +44,25 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (listing, fetch):
         sub.add_argument("--dir", default="models", help="models folder (default: models)")
 
+    judge = verbs.add_parser("judge", help="judge the answers stored in a run again (or with other judges)")
+    judge.add_argument("run_dir")
+    judge.add_argument("--config", help="a config whose judges are added to the run (default: the run's own)")
+    judge.add_argument("--quiet", action="store_true", help="no progress bars")
+
     stats = verbs.add_parser("stats", help="recompute tables, statistics and figures from a run directory")
     stats.add_argument("run_dir")
+
+    plan = verbs.add_parser("plan", help="how many questions a study needs (power by simulation)")
+    effect = plan.add_mutually_exclusive_group(required=True)
+    effect.add_argument("--mean-ranks", nargs="+", type=float, metavar="R",
+                        help="expected mean rank per model, e.g. the reference study's 1.81 2.05 2.1")
+    effect.add_argument("--pilot", metavar="RUN_DIR", help="take the mean ranks of a finished (pilot) run")
+    plan.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
+    plan.add_argument("--alpha", type=float, default=0.05)
+    plan.add_argument("--test", default="friedman",
+                      choices=["friedman", "kruskal", "nemenyi_any", "dunn_holm_any", "wilcoxon_holm_any"])
+    plan.add_argument("--n-sim", type=int, default=2000, help="simulated studies per sample size")
+    plan.add_argument("--seed", type=int, default=2024)
     return parser
 
 
@@ -116,6 +135,15 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge(args: argparse.Namespace) -> int:
+    from .pipeline import judge_run
+
+    results = judge_run(args.run_dir, args.config, progress=False if args.quiet else None,
+                        on_phase=lambda text: print(f"raq: {text}", file=sys.stderr, flush=True))
+    print(_headline(results))
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     from .pipeline import analyse
     from .store import RunDir
@@ -123,6 +151,30 @@ def _stats(args: argparse.Namespace) -> int:
     results = analyse(RunDir.open(args.run_dir))
     print(_headline(results))
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .power import format_plan, plan_sample_size
+
+    mean_ranks = args.mean_ranks
+    if args.pilot:
+        from .pipeline import load_run
+
+        summary = load_run(args.pilot).summary
+        mean_ranks = [float(r) for r in summary["mean_rank"]]
+        print(f"pilot mean ranks: " + ", ".join(f"{m} {r:.3f}" for m, r in zip(summary.index, mean_ranks)))
+    try:
+        plan = plan_sample_size(mean_ranks, power=args.power, alpha=args.alpha, test=args.test,
+                                n_sim=args.n_sim, seed=args.seed)
+    except ValueError as error:
+        raise RaqError(f"plan: {error}") from None
+    print(format_plan(plan))
+    return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a run like Ctrl-C: the manifest records the interruption."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,8 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    else:
+        previous = None
     try:
-        return {"run": _run, "models": _models, "stats": _stats}[args.verb](args)
+        return {"run": _run, "models": _models, "judge": _judge, "stats": _stats, "plan": _plan}[args.verb](args)
     except RaqError as error:
         if args.debug:
             raise
@@ -144,3 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("raq: interrupted; finished work is saved (resume with --resume RUN_DIR)", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -38,12 +38,18 @@ class ModelConfig(_Strict):
     """One contestant model."""
 
     id: str = Field(..., description="the label used in every table and figure")
-    gguf: str = Field(..., description="a catalog name (see `python -m raq models list`) or a path to a .gguf file")
+    gguf: str | None = Field(None, description="in-process: a catalog name (`python -m raq models list`) or a .gguf path")
     sha256: str | None = Field(None, description="expected sha256 of the file (catalog models know theirs)")
     prompt_format: Literal["chat", "completion"] = Field(
-        "chat", description="'chat': the GGUF's own chat template; 'completion': a plain completion prompt"
+        "chat", description="'chat': the model's own chat template; 'completion': a plain completion prompt"
     )
     n_gpu_layers: int = Field(0, ge=-1, description="layers offloaded to a GPU (-1 = all, 0 = CPU only)")
+    base_url: str | list[str] | None = Field(
+        None, description="served: one or several OpenAI-compatible base URLs (vLLM, llama.cpp server, Ollama, APIs)")
+    model: str | None = Field(None, description="served: the model name the endpoints serve")
+    api_key_env: str | None = Field(None, description="served: environment variable holding the API key")
+    max_in_flight: int = Field(2, ge=1, description="served: requests in flight per base URL")
+    timeout_s: float = Field(600.0, gt=0)
 
     @field_validator("id")
     @classmethod
@@ -51,6 +57,20 @@ class ModelConfig(_Strict):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
             raise ValueError("must be letters, digits, '.', '_' or '-', starting with a letter or digit")
         return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> "ModelConfig":
+        if bool(self.gguf) == bool(self.base_url):
+            raise ValueError("set exactly one of 'gguf' (run in-process) or 'base_url' (an OpenAI-compatible server)")
+        if self.base_url and not self.model:
+            raise ValueError("a served model ('base_url') needs 'model', the name the server knows it by")
+        return self
+
+    @property
+    def base_urls(self) -> list[str]:
+        if not self.base_url:
+            return []
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
 class GenerationConfig(_Strict):
@@ -89,6 +109,9 @@ class JudgeConfig(_Strict):
     max_retries: int = Field(2, ge=0, description="extra attempts after a reply that is not a valid ranking")
     timeout_s: float = Field(300.0, gt=0)
     context_chars: int = Field(2000, ge=0, description="at most this many context characters shown to the judge")
+    orders: int = Field(1, ge=1, description="orders each question is judged in (rotations of a seeded shuffle); "
+                                             ">1 measures position bias and averages it out")
+    max_in_flight: int = Field(1, ge=1, description="judge requests in flight at once (remote judges)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "JudgeConfig":
@@ -112,7 +135,8 @@ class RunConfig(_Strict):
     data: DataConfig = DataConfig()
     generation: GenerationConfig = GenerationConfig()
     models: list[ModelConfig] = Field(..., min_length=1)
-    judge: JudgeConfig
+    judge: JudgeConfig | None = Field(None, description="one judge")
+    judges: list[JudgeConfig] = Field(default_factory=list, description="several judges (instead of 'judge')")
     stats: StatsConfig = StatsConfig()
 
     @field_validator("models")
@@ -125,9 +149,23 @@ class RunConfig(_Strict):
             seen.add(model.id)
         return models
 
+    @model_validator(mode="after")
+    def _judges(self) -> "RunConfig":
+        if (self.judge is None) == (not self.judges):
+            raise ValueError("set exactly one of 'judge' (one judge) or 'judges' (a list)")
+        ids = [j.id for j in self.judge_list]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"judge ids must differ: {ids}")
+        return self
+
     @property
     def model_ids(self) -> list[str]:
         return [m.id for m in self.models]
+
+    @property
+    def judge_list(self) -> list[JudgeConfig]:
+        """Every judge of the study, the first being the primary one."""
+        return [self.judge] if self.judge is not None else list(self.judges)
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
@@ -178,10 +216,11 @@ def _resolve_paths(config: RunConfig, base: Path) -> RunConfig:
     if config.data.source.endswith((".json", ".jsonl", ".parquet", ".json.gz", ".jsonl.gz")):
         config.data.source = absolute(config.data.source)
     for model in config.models:
-        if model.gguf.endswith(".gguf"):
+        if model.gguf and model.gguf.endswith(".gguf"):
             model.gguf = absolute(model.gguf)
-    if config.judge.gguf and config.judge.gguf.endswith(".gguf"):
-        config.judge.gguf = absolute(config.judge.gguf)
+    for judge in config.judge_list:
+        if judge.gguf and judge.gguf.endswith(".gguf"):
+            judge.gguf = absolute(judge.gguf)
     return config
 
 
@@ -197,11 +236,24 @@ def parse_config(data: dict[str, Any], where: str = "<config>", text: str | None
     return _resolve_paths(config, base or Path.cwd())
 
 
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with raq (usable as ``--config NAME``)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Load and validate a YAML config; ``overrides`` maps dotted keys to values."""
+    """Load and validate a YAML config (a path, or the name of a shipped config);
+    ``overrides`` maps dotted keys to values."""
     path = Path(path)
+    base = path.parent.resolve()
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        shipped = SHIPPED_CONFIGS / f"{path.stem}.yaml"
+        if len(path.parts) != 1 or not shipped.is_file():
+            raise ConfigError(f"{path}: config file not found (shipped configs: {', '.join(shipped_configs())})")
+        path, base = shipped, Path.cwd()  # a shipped config's paths are relative to where raq runs
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text) or {}
@@ -211,7 +263,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
-    return parse_config(data, str(path), text, path.parent.resolve())
+    return parse_config(data, str(path), text, base)
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

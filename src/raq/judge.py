@@ -23,13 +23,14 @@ from .ranking import RankingParseError, parse_ranking, ranks_from_order
 from .records import Judgement, Question
 
 
-def resolve_api_key(config: JudgeConfig) -> str:
-    """The API key from the environment variable the config names (never from the file itself)."""
-    if not config.api_key_env:
+def api_key_from_env(variable: str | None, owner: str) -> str:
+    """The API key held by environment variable ``variable`` (never by a file); a placeholder
+    when none is named (local servers need none)."""
+    if not variable:
         return "not-needed"
-    key = os.environ.get(config.api_key_env)
+    key = os.environ.get(variable)
     if not key:
-        raise JudgeError(f"judge {config.id!r}: environment variable {config.api_key_env} is not set")
+        raise JudgeError(f"{owner}: environment variable {variable} is not set")
     return key
 
 
@@ -46,12 +47,27 @@ class Judge:
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=config.timeout_s, max_retries=4)
 
     # --- what is shown -------------------------------------------------------------------
-    def order_for(self, question_id: str, model_ids: Sequence[str]) -> list[str]:
-        """The order in which answers are shown: fixed in ``paper``, else seeded per question."""
-        order = list(model_ids)
-        if self.config.protocol == "raq":
-            random.Random(f"{self.config.seed}:{question_id}").shuffle(order)
-        return order
+    def orders_for(self, question_id: str, model_ids: Sequence[str]) -> list[list[str]]:
+        """The orders in which one question's answers are shown.
+
+        ``paper``: the configured order, always. ``raq``: a shuffle seeded by the judge's seed
+        and the question id, then its rotations (so with ``orders`` equal to the number of
+        models every answer is shown once in every position), then further seeded shuffles.
+        """
+        base = list(model_ids)
+        if self.config.protocol == "paper":
+            return [base] * self.config.orders
+        rng = random.Random(f"{self.config.seed}:{question_id}")
+        rng.shuffle(base)
+        orders = [base[i:] + base[:i] for i in range(min(self.config.orders, len(base)))]
+        while len(orders) < self.config.orders:
+            extra = list(base)
+            rng.shuffle(extra)
+            orders.append(extra)
+        return orders
+
+    def order_for(self, question_id: str, model_ids: Sequence[str], order_index: int = 0) -> list[str]:
+        return self.orders_for(question_id, model_ids)[order_index]
 
     def labels_for(self, count: int) -> list[str]:
         if self.config.protocol == "paper":
@@ -98,9 +114,11 @@ class Judge:
             return message.tool_calls[0].function.arguments or ""
         return message.content or ""
 
-    def judge(self, question: Question, answers: Mapping[str, str], model_ids: Sequence[str]) -> Judgement:
-        """Rank the answers of ``model_ids`` to ``question``; never raises for a bad reply."""
-        order = self.order_for(question.question_id, model_ids)
+    def judge(self, question: Question, answers: Mapping[str, str], model_ids: Sequence[str],
+              order_index: int = 0) -> Judgement:
+        """Rank the answers of ``model_ids`` to ``question`` shown in order ``order_index``;
+        never raises for a bad reply (that gives a failed judgement)."""
+        order = self.order_for(question.question_id, model_ids, order_index)
         labels = self.labels_for(len(order))
         messages = self.messages_for(question, [answers[m] for m in order], labels)
         replies: list[str] = []
@@ -121,11 +139,11 @@ class Judge:
             return Judgement(question_id=question.question_id, judge_id=self.config.id,
                              protocol=self.config.protocol, order=order, labels=labels, ranks=ranks,
                              ok=True, attempts=attempt + 1, raw_replies=replies,
-                             seconds=time.monotonic() - start)
+                             seconds=time.monotonic() - start, order_index=order_index)
         return Judgement(question_id=question.question_id, judge_id=self.config.id,
                          protocol=self.config.protocol, order=order, labels=labels, ranks={}, ok=False,
                          attempts=len(replies), raw_replies=replies, error=reason,
-                         seconds=time.monotonic() - start)
+                         seconds=time.monotonic() - start, order_index=order_index)
 
 
 def _short(error: Exception) -> str:

@@ -33,12 +33,12 @@ class Completion:
     """What one call produced and cost."""
 
     text: str
-    prompt_tokens: int
+    prompt_tokens: int | None  # None when a server did not report it
     generated_tokens: int
     ttft_s: float
     total_s: float
     finish_reason: str
-    counters: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
 
 
 class PromptTooLong(BackendError):

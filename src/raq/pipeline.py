@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import environment
-from .config import RunConfig, config_to_dict, load_config, parse_config
+from .config import JudgeConfig, RunConfig, config_to_dict, load_config, parse_config
 from .errors import RunDirError
 from .records import Answer, Judgement, Question
 from .store import RunDir
@@ -54,6 +54,48 @@ class Results:
 
         return bar_figure(self.table, list(self.summary.index))
 
+    def _tables(self) -> dict[str, "pd.DataFrame"]:
+        """The exportable tables: ``results`` (question x model), ``summary`` (per model, ``model_id``
+        a column) and, when statistics exist, ``significance`` (post-hoc pairs of both families)."""
+        import pandas as pd
+
+        tables = {"results": self.table, "summary": self.summary.reset_index()}
+        if self.stats.get("paper") and self.stats.get("blocked"):
+            from .stats import significance_table
+
+            tables["significance"] = pd.concat(
+                [significance_table(self.stats, family).assign(family=family) for family in ("paper", "blocked")],
+                ignore_index=True)
+        return tables
+
+    def to_csv(self, folder: str | Path) -> dict[str, Path]:
+        """Write the tables as ``results.csv``, ``summary.csv`` (and ``significance.csv``) into
+        ``folder`` (created if needed); return their paths by table name."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, frame in self._tables().items():
+            paths[name] = folder / f"{name}.csv"
+            frame.to_csv(paths[name], index=False)
+        return paths
+
+    def to_parquet(self, folder: str | Path) -> dict[str, Path]:
+        """Write the tables as ``results.parquet``, ``summary.parquet`` (and
+        ``significance.parquet``) into ``folder`` (needs pyarrow); return their paths by name."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, frame in self._tables().items():
+            paths[name] = folder / f"{name}.parquet"
+            frame.to_parquet(paths[name], index=False)
+        return paths
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the self-contained HTML report (default ``run_dir/report.html``); return its path."""
+        from .html_report import write_html_report
+
+        return write_html_report(self, None if path is None else Path(path))
+
 
 # --- checks before any expensive work --------------------------------------------------------
 def check_model_files(config: RunConfig) -> dict[str, ModelFile]:
@@ -61,16 +103,17 @@ def check_model_files(config: RunConfig) -> dict[str, ModelFile]:
     from .models import resolve, verify
 
     models_dir = Path(config.models_dir)
-    wanted = [(m.id, m.gguf, m.sha256) for m in config.models]
-    if config.judge.gguf:
-        wanted.append((f"judge:{config.judge.id}", config.judge.gguf, config.judge.sha256))
+    wanted = [(m.id, m.gguf, m.sha256) for m in config.models if m.gguf]
+    wanted += [(f"judge:{j.id}", j.gguf, j.sha256) for j in config.judge_list if j.gguf]
     files = {}
     for key, ref, sha256 in wanted:
         path, expected, _entry = resolve(ref, models_dir, sha256)
         files[key] = ModelFile(ref=ref, path=path, sha256=verify(path, expected, ref))
-    judge_file = files.get(f"judge:{config.judge.id}")
-    if judge_file and any(judge_file.path == files[m.id].path for m in config.models):
-        log.warning("the judge %s is also a contestant: it may favour its own answers", config.judge.gguf)
+    contestants = {files[m.id].path for m in config.models if m.id in files}
+    for judge in config.judge_list:
+        judge_file = files.get(f"judge:{judge.id}")
+        if judge_file and judge_file.path in contestants:
+            log.warning("the judge %s is also a contestant: it may favour its own answers", judge.id)
     return files
 
 
@@ -101,13 +144,15 @@ def _bar(iterable, total: int, desc: str, progress: bool | None):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="q", disable=None if progress is None else not progress,
-                dynamic_ncols=True)
+                dynamic_ncols=True, mininterval=1.0)
 
 
 def generate(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, ModelFile],
              progress: bool | None = None) -> list[Answer]:
-    """Have every model answer every question not answered yet; one model in memory at a time."""
+    """Have every model answer every question not answered yet; one in-process model in memory
+    at a time; served models get up to their capacity of requests in flight."""
     from .generator import Generator
+    from .judge import api_key_from_env
 
     done = {(a.question_id, a.model_id) for a in run.answers(repair=True)}
     models_info = run.manifest().get("models", {})
@@ -115,30 +160,65 @@ def generate(config: RunConfig, run: RunDir, questions: list[Question], files: d
         todo = [q for q in questions if (q.question_id, model.id) not in done]
         if not todo:
             continue
-        generator = Generator(model, config.generation, files[model.id].path)
+        generator = Generator(model, config.generation, files[model.id].path if model.id in files else None,
+                              api_key=api_key_from_env(model.api_key_env, f"model {model.id!r}"))
         try:
-            models_info[model.id] = {**generator.info(), "ref": model.gguf, "sha256": files[model.id].sha256}
+            if generator.served:
+                generator.backend.check_model()
+            models_info[model.id] = {**generator.info(), "ref": model.gguf or model.model,
+                                     "sha256": files[model.id].sha256 if model.id in files else None}
             run.update_manifest(models=models_info)
             if config.generation.warmup:
                 generator.warm_up()
-            for question in _bar(todo, len(todo), f"answering [{model.id}]", progress):
-                run.append_answer(generator.answer(question))
+            bar = _bar(None, len(todo), f"answering [{model.id}]", progress)
+            for answer in _answers(generator, todo):
+                run.append_answer(answer)
+                bar.update()
+            bar.close()
         finally:
             generator.close()
     return run.answers()
 
 
+def _answers(generator, questions: list[Question]):
+    """Answers in completion order; several at once when the backend takes several."""
+    if generator.capacity <= 1:
+        for question in questions:
+            yield generator.answer(question)
+        return
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(max_workers=generator.capacity) as pool:
+        pending = set()
+        remaining = iter(questions)
+        for question in remaining:  # fill the pipe, then keep it full
+            pending.add(pool.submit(generator.answer, question))
+            if len(pending) >= generator.capacity:
+                break
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+                    following = next(remaining, None)
+                    if following is not None:
+                        pending.add(pool.submit(generator.answer, following))
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 class _JudgeSession:
     """A judge and, for a local GGUF judge, the llama.cpp server behind it."""
 
-    def __init__(self, config: RunConfig, files: dict[str, ModelFile], log_path: Path) -> None:
-        self.config, self.files, self.log_path = config, files, log_path
+    def __init__(self, judge: JudgeConfig, files: dict[str, ModelFile], log_path: Path) -> None:
+        self.config, self.files, self.log_path = judge, files, log_path
         self.server = None
 
     def __enter__(self):
-        from .judge import Judge, resolve_api_key
+        from .judge import Judge, api_key_from_env
 
-        judge = self.config.judge
+        judge = self.config
         if judge.gguf:
             from .server import LocalServer
 
@@ -148,7 +228,7 @@ class _JudgeSession:
             return Judge(judge, base_url=self.server.base_url, model=judge.id, api_key="local",
                          response_format="json_object")
         client = Judge(judge, base_url=judge.base_url or "", model=judge.model or "",
-                       api_key=resolve_api_key(judge))
+                       api_key=api_key_from_env(judge.api_key_env, f"judge {judge.id!r}"))
         _check_remote_model(client)
         return client
 
@@ -170,34 +250,57 @@ def _check_remote_model(judge) -> None:
         raise JudgeError(f"judge endpoint {judge.client.base_url} does not serve {judge.model!r} (it serves {served})")
 
 
+def _judged(judge, tasks: list[tuple[Question, int]], answers: dict[str, dict[str, str]], model_ids: list[str],
+            in_flight: int):
+    """Judgements in completion order, ``in_flight`` requests at a time."""
+    work = lambda task: judge.judge(task[0], answers[task[0].question_id], model_ids, task[1])  # noqa: E731
+    if in_flight <= 1:
+        yield from map(work, tasks)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        yield from pool.map(work, tasks)
+
+
 def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, ModelFile],
-                  progress: bool | None = None) -> list[Judgement]:
-    """Judge every question that has all its answers and no successful judgement yet."""
+                  progress: bool | None = None, judges: list[JudgeConfig] | None = None) -> list[Judgement]:
+    """Have every judge rank, in each of its orders, every question that has all its answers
+    and no successful judgement yet (failed ones are tried again)."""
     answers: dict[str, dict[str, str]] = {}
     for answer in run.answers(repair=True):
         answers.setdefault(answer.question_id, {})[answer.model_id] = answer.text
     model_ids = config.model_ids
-    done = {j.question_id for j in run.judgements(repair=True) if j.ok and j.judge_id == config.judge.id}
-    todo = [q for q in questions if q.question_id not in done
-            and all(m in answers.get(q.question_id, {}) for m in model_ids)]
-    if todo:
-        with _JudgeSession(config, files, run.path / "judge-server.log") as judge:
-            for question in _bar(todo, len(todo), f"judging [{config.judge.id}]", progress):
-                run.append_judgement(judge.judge(question, answers[question.question_id], model_ids))
+    done = {(j.question_id, j.judge_id, j.order_index) for j in run.judgements(repair=True) if j.ok}
+    answered = [q for q in questions if all(m in answers.get(q.question_id, {}) for m in model_ids)]
+    for judge_config in judges or config.judge_list:
+        tasks = [(q, k) for q in answered for k in range(judge_config.orders)
+                 if (q.question_id, judge_config.id, k) not in done]
+        if not tasks:
+            continue
+        with _JudgeSession(judge_config, files, run.path / f"judge-{judge_config.id}.log") as judge:
+            bar = _bar(None, len(tasks), f"judging [{judge_config.id}]", progress)
+            for judgement in _judged(judge, tasks, answers, model_ids, judge_config.max_in_flight):
+                run.append_judgement(judgement)
+                bar.update()
+            bar.close()
     return run.judgements()
 
 
 def analyse(run: RunDir, progress: bool | None = None) -> Results:
     """Build the table, summary, statistics, figure and Markdown summary from the run directory."""
     from .analysis import model_summary, results_table, statistics
+    from .judge_quality import judge_report
     from .report import write_report
 
     manifest = run.manifest()
     config = parse_config(manifest["config"], str(run.manifest_path))
     questions, answers, judgements = run.questions(), run.answers(), run.judgements()
-    table = results_table(questions, answers, judgements, config.judge.id)
+    orders = {j.id: j.orders for j in config.judge_list}
+    table = results_table(questions, answers, judgements, orders)
     summary = model_summary(table, config.model_ids)
     stats = statistics(table, config.stats.alpha, config.data.seed)
+    stats["judging"] = judge_report(judgements, table, orders)
     intervals = stats.get("summary", {})
     summary["rank_ci_low"] = [intervals.get(m, {}).get("ci_low") for m in summary.index]
     summary["rank_ci_high"] = [intervals.get(m, {}).get("ci_high") for m in summary.index]
@@ -282,6 +385,45 @@ def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Pa
     return results
 
 
+def judge_run(path: str | Path, config: str | Path | None = None, *, progress: bool | None = None,
+              on_phase: Callable[[str], None] | None = None) -> Results:
+    """Judge the answers stored in a run again, without regenerating them: with the run's own
+    judges (finishing or retrying what failed) or with the judges of another config, which
+    are added to the run (a judge id already in the run must keep its settings)."""
+    from .errors import ConfigError
+
+    notify = on_phase or (lambda phase: log.info("%s", phase))
+    run = RunDir.open(path)
+    manifest = run.manifest()
+    study = parse_config(manifest["config"], str(run.manifest_path))
+    judges = study.judge_list
+    if config is not None:
+        known = {j.id: j for j in judges}
+        for judge in load_config(config).judge_list:
+            if judge.id in known and known[judge.id] != judge:
+                raise ConfigError(f"{config}: judge {judge.id!r} is already in {run.path} with other settings; "
+                                  "give the new judge another id")
+            known.setdefault(judge.id, judge)
+        judges = list(known.values())
+        data = config_to_dict(study)
+        data["judge"], data["judges"] = None, [j.model_dump(mode="json") for j in judges]
+        study = parse_config(data, str(run.manifest_path))
+        run.update_manifest(config=config_to_dict(study))
+    notify("checking model files")
+    files = check_model_files(study)
+    run.update_manifest(status="judging")
+    try:
+        notify("judging")
+        judge_answers(study, run, run.questions(), files, progress)
+        notify("analysing")
+        results = analyse(run, progress)
+    except BaseException as error:
+        run.update_manifest(status="interrupted", error=f"{type(error).__name__}: {error}")
+        raise
+    results.manifest = run.update_manifest(status="complete", error=None)
+    return results
+
+
 def load_run(path: str | Path) -> Results:
     """A finished run's results, read back from its directory (figures are rebuilt on demand)."""
     from .analysis import model_summary, results_table
@@ -290,7 +432,7 @@ def load_run(path: str | Path) -> Results:
     manifest = run.manifest()
     config = parse_config(manifest["config"], str(run.manifest_path))
     questions, answers, judgements = run.questions(), run.answers(), run.judgements()
-    table = results_table(questions, answers, judgements, config.judge.id)
+    table = results_table(questions, answers, judgements, {j.id: j.orders for j in config.judge_list})
     stats_path = run.path / "stats.json"
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     return Results(run.path, manifest, questions, answers, judgements, table,

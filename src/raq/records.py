@@ -43,7 +43,7 @@ class Answer:
     text: str
     prompt: str
     template: str
-    prompt_tokens: int
+    prompt_tokens: int | None
     generated_tokens: int
     ttft_s: float
     prompt_s: float
@@ -57,7 +57,7 @@ class Answer:
     finish_reason: str
     max_tokens: int
     notes: list[str] = field(default_factory=list)
-    counters: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,7 +65,8 @@ class Judgement:
     """A judge's verdict on all answers to one question.
 
     ``order`` lists model ids in the order shown to the judge (labels are assigned in
-    that order); ``ranks`` maps model id to rank (1 = best). A failed judgement has
+    that order; ``order_index`` numbers the orders of one question when a judge sees
+    several); ``ranks`` maps model id to rank (1 = best). A failed judgement has
     ``ok`` False, empty ``ranks`` and the reason in ``error``; it is never a result.
     """
 
@@ -80,3 +81,4 @@ class Judgement:
     raw_replies: list[str]
     error: str = ""
     seconds: float = 0.0
+    order_index: int = 0

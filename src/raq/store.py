@@ -145,10 +145,10 @@ class RunDir:
         return list(latest.values())
 
     def judgements(self, repair: bool = False) -> list[Judgement]:
-        """One judgement per (question, judge): a successful one if any, else the last failure."""
-        best: dict[tuple[str, str], Judgement] = {}
+        """One judgement per (question, judge, order): a successful one if any, else the last failure."""
+        best: dict[tuple[str, str, int], Judgement] = {}
         for judgement in self._load(self.judgements_path, Judgement, repair):
-            key = (judgement.question_id, judgement.judge_id)
+            key = (judgement.question_id, judgement.judge_id, judgement.order_index)
             if judgement.ok or key not in best or not best[key].ok:
                 best[key] = judgement
         return list(best.values())
