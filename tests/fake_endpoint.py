@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeEndpoint:
     def __init__(self, replies: list[str | int], model: str = "fake-judge") -> None:
         self.replies = list(replies)  # a str is a reply; an int is an HTTP error status
+        self.default = '{"ranking": ["A", "B", "C"]}'  # once the queue is empty
+        self.error_message = ""
         self.model = model
         self.requests: list[dict] = []
         endpoint = self
@@ -27,15 +29,33 @@ class FakeEndpoint:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _stream(self, reply: str, chat: bool) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)] or [""]
+                for number, piece in enumerate(pieces):
+                    last = number == len(pieces) - 1
+                    choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if last else None}
+                              if chat else {"index": 0, "text": piece, "finish_reason": "stop" if last else None})
+                    chunk = {"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
+                             "created": 0, "model": endpoint.model, "choices": [choice]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
             def do_GET(self):
                 self._send(200, {"object": "list", "data": [{"id": endpoint.model, "object": "model"}]})
 
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 endpoint.requests.append(request)
-                reply = endpoint.replies.pop(0) if endpoint.replies else ""
+                reply = endpoint.replies.pop(0) if endpoint.replies else endpoint.default
                 if isinstance(reply, int):
-                    self._send(reply, {"error": {"message": f"scripted {reply}", "type": "test"}})
+                    message = endpoint.error_message or f"scripted {reply}"
+                    self._send(reply, {"error": {"message": message, "type": "test"}})
+                    return
+                if request.get("stream"):
+                    self._stream(reply, chat="messages" in request)
                     return
                 self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": endpoint.model,
                                  "choices": [{"index": 0, "finish_reason": "stop",

@@ -94,3 +94,28 @@ def test_greedy_answers_are_reproducible(super_bowl):
     finally:
         generator.close()
     assert first.text == second.text and first.generated_tokens == second.generated_tokens
+
+
+def test_a_chat_template_from_the_config_replaces_a_missing_one(super_bowl):
+    template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                "{% if add_generation_prompt %}assistant:{% endif %}")
+    model = ModelConfig(id="gemma", gguf="gemma-3-270m", chat_template=template)
+    generator = Generator(model, GenerationConfig(max_tokens=16), demo_model("gemma-3-270m"))
+    try:
+        answer = generator.answer(super_bowl)
+    finally:
+        generator.close()
+    assert answer.template == "config-chat-template"
+    assert answer.prompt.startswith("system: ") and answer.prompt.endswith("assistant:")
+
+
+def test_skip_mode_records_an_empty_answer_instead_of_cutting_the_context(super_bowl):
+    from dataclasses import replace
+
+    long_question = replace(super_bowl, context="Filler. " * 400 + super_bowl.context)
+    generator = make("smollm2-135m-instruct", n_ctx=256, max_tokens=32, long_context="skip")
+    try:
+        answer = generator.answer(long_question)
+    finally:
+        generator.close()
+    assert answer.finish_reason == "skipped" and answer.text == "" and "skipped" in answer.notes[0]

@@ -121,3 +121,14 @@ def test_an_injected_instruction_cannot_change_the_labels_the_judge_sees(super_b
         make_judge(endpoint).judge(super_bowl, hostile, MODELS)
     body = endpoint.requests[0]["messages"][-1]["content"]
     assert body.count('<answer label="A">') == 1 and body.count("</answer>") == 3
+
+
+def test_ties_are_refused_by_default_and_share_the_mean_rank_when_allowed(super_bowl):
+    with FakeEndpoint(["B = A > C", "B = A > C"]) as endpoint:
+        refused = make_judge(endpoint, max_retries=1).judge(super_bowl, ANSWERS, MODELS)
+    assert not refused.ok and "tie" in refused.error
+    with FakeEndpoint(["B = A > C"]) as endpoint:
+        judge = make_judge(endpoint, allow_ties=True)
+        verdict = judge.judge(super_bowl, ANSWERS, MODELS)
+    order = judge.order_for(super_bowl.question_id, MODELS)
+    assert verdict.ok and [verdict.ranks[m] for m in order] == [1.5, 1.5, 3]

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set generation.max_tokens=64 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--no-judge", action="store_true",
+                     help="stop after the answers (speed and length only; judge later with `raq judge`)")
 
     models = verbs.add_parser("models", help="list, fetch or verify GGUF model files")
     models_verbs = models.add_subparsers(dest="models_verb", metavar="ACTION", required=True)
@@ -48,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("run_dir")
     judge.add_argument("--config", help="a config whose judges are added to the run (default: the run's own)")
     judge.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    report = verbs.add_parser("report", help="write the HTML report and Markdown summary of a run directory")
+    report.add_argument("run_dir")
+    report.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
 
     stats = verbs.add_parser("stats", help="recompute tables, statistics and figures from a run directory")
     stats.add_argument("run_dir")
@@ -93,7 +99,8 @@ def _headline(results) -> str:
     not_judged = results.stats.get("questions_not_judged")
     if not_judged:
         lines.append(f"questions without a valid judgement: {not_judged}")
-    lines.append(f"summary: {results.run_dir / 'summary.md'}; figure: {results.run_dir / 'figures'}")
+    report = results.run_dir / "report.html"
+    lines.append(f"report: {report}" if report.exists() else f"summary: {results.run_dir / 'summary.md'}")
     return "\n".join(lines)
 
 
@@ -105,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = _parse_sets(args.set)
     results = evaluate(args.config, resume=args.resume, limit=args.limit, out=args.out,
-                       progress=False if args.quiet else None, on_phase=phase,
+                       progress=False if args.quiet else None, on_phase=phase, judge=not args.no_judge,
                        **{k.replace(".", "__"): v for k, v in overrides.items()})
     print(_headline(results))
     return 0
@@ -141,6 +148,16 @@ def _judge(args: argparse.Namespace) -> int:
     results = judge_run(args.run_dir, args.config, progress=False if args.quiet else None,
                         on_phase=lambda text: print(f"raq: {text}", file=sys.stderr, flush=True))
     print(_headline(results))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .pipeline import load_run
+
+    results = load_run(args.run_dir)
+    path = results.report(args.out)
+    print(_headline(results))
+    print(f"report: {path}")
     return 0
 
 
@@ -191,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         previous = None
     try:
-        return {"run": _run, "models": _models, "judge": _judge, "stats": _stats, "plan": _plan}[args.verb](args)
+        return {"run": _run, "models": _models, "judge": _judge, "report": _report, "stats": _stats,
+                "plan": _plan}[args.verb](args)
     except RaqError as error:
         if args.debug:
             raise

@@ -44,6 +44,8 @@ class ModelConfig(_Strict):
         "chat", description="'chat': the model's own chat template; 'completion': a plain completion prompt"
     )
     n_gpu_layers: int = Field(0, ge=-1, description="layers offloaded to a GPU (-1 = all, 0 = CPU only)")
+    chat_template: str | None = Field(
+        None, description="in-process: a Jinja chat template used instead of the GGUF's own (for GGUFs without one)")
     base_url: str | list[str] | None = Field(
         None, description="served: one or several OpenAI-compatible base URLs (vLLM, llama.cpp server, Ollama, APIs)")
     model: str | None = Field(None, description="served: the model name the endpoints serve")
@@ -88,6 +90,9 @@ class GenerationConfig(_Strict):
     repeat_penalty: float = Field(1.0, gt=0.0)
     seed: int = 2024
     warmup: bool = Field(True, description="one untimed call per model before timed answers")
+    long_context: Literal["truncate", "skip"] = Field(
+        "truncate", description="a prompt too long for n_ctx: cut the context around the answer, or record an "
+                                "empty, skipped answer")
 
 
 class JudgeConfig(_Strict):
@@ -112,6 +117,7 @@ class JudgeConfig(_Strict):
     orders: int = Field(1, ge=1, description="orders each question is judged in (rotations of a seeded shuffle); "
                                              ">1 measures position bias and averages it out")
     max_in_flight: int = Field(1, ge=1, description="judge requests in flight at once (remote judges)")
+    allow_ties: bool = Field(False, description="accept rankings with ties (tied answers share the mean rank)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "JudgeConfig":

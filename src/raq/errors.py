@@ -29,3 +29,10 @@ class JudgeError(RaqError):
 
 class RunDirError(RaqError):
     """A run directory is missing, incomplete, or does not match the configuration."""
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with ``secret`` (an API key) masked, also where only its start is echoed."""
+    if len(secret) >= 8 and secret != "not-needed":
+        text = text.replace(secret, "***").replace(secret[:8], "***")
+    return text

@@ -20,6 +20,7 @@ from .records import Answer, Question
 #: Template names recorded on every answer.
 TEMPLATE_PAPER = "paper-completion"
 TEMPLATE_CHAT = "gguf-chat-template"
+TEMPLATE_CONFIG = "config-chat-template"
 TEMPLATE_SERVER = "server-chat-template"
 TEMPLATE_COMPLETION = "completion"
 
@@ -44,7 +45,7 @@ class Generator:
                 raise ValueError(f"model {model.id!r}: a GGUF path is needed")
             self.backend = LlamaBackend(path, n_ctx=generation.n_ctx, n_batch=generation.n_batch,
                                         n_threads=generation.n_threads, n_gpu_layers=model.n_gpu_layers,
-                                        seed=generation.seed)
+                                        seed=generation.seed, chat_template=model.chat_template)
         self.template, self.template_note = self._choose_template()
         self.sampling = Sampling(temperature=generation.temperature, top_p=generation.top_p,
                                  top_k=generation.top_k, min_p=generation.min_p,
@@ -62,6 +63,8 @@ class Generator:
             return TEMPLATE_COMPLETION, ""
         if self.served:
             return TEMPLATE_SERVER, ""
+        if self.model.chat_template:
+            return TEMPLATE_CONFIG, ""
         if self.backend.chat_template is None:
             return TEMPLATE_COMPLETION, "the GGUF has no chat template: used the plain completion prompt"
         return TEMPLATE_CHAT, ""
@@ -70,7 +73,7 @@ class Generator:
         """The prompt text, its stop strings, and whether it carries special tokens as text."""
         if self.template == TEMPLATE_PAPER:
             return prompts.paper_answer_prompt(question, context), (), False
-        if self.template == TEMPLATE_CHAT:
+        if self.template in (TEMPLATE_CHAT, TEMPLATE_CONFIG):
             return self.backend.render_chat(prompts.chat_answer_messages(question, context)), (), True
         if self.template == TEMPLATE_SERVER:  # the server applies the template to the messages
             return json.dumps(prompts.chat_answer_messages(question, context), ensure_ascii=False), (), False
@@ -113,6 +116,10 @@ class Generator:
         if self.served:
             return self._answer_served(question)
         prompt, stops, special, max_tokens, notes = self._fit(question)
+        if self.generation.long_context == "skip" and any(n.startswith(("context cut", "max_tokens reduced"))
+                                                          for n in notes):
+            return skipped_answer(question, self.model.id, self.template, "the prompt does not fit n_ctx "
+                                  f"{self.backend.n_ctx} with max_tokens {self.generation.max_tokens}")
         completion = self.backend.complete(prompt, max_tokens=max_tokens, sampling=self.sampling,
                                            stop=stops, special=special)
         return make_answer(question, self.model.id, prompt, self.template, completion, max_tokens, notes)
@@ -129,6 +136,9 @@ class Generator:
                 completion = self.backend.complete(**request, max_tokens=self.generation.max_tokens,
                                                    sampling=self.sampling, stop=stops, seed=self.generation.seed)
             except ContextTooLong:
+                if self.generation.long_context == "skip":
+                    return skipped_answer(question, self.model.id, self.template, "the server refused the prompt "
+                                          "as too long")
                 context = prompts.excerpt(question.context, question.gold_answers, int(len(context) * 0.6))
                 continue
             if context != question.context:
@@ -165,3 +175,11 @@ def make_answer(question: Question, model_id: str, prompt: str, template: str, c
         finish_reason=completion.finish_reason, max_tokens=max_tokens, notes=notes,
         counters=completion.counters,
     )
+
+
+def skipped_answer(question: Question, model_id: str, template: str, reason: str) -> Answer:
+    """An empty answer recorded for a question the model could not be asked (``long_context: skip``)."""
+    return Answer(question_id=question.question_id, model_id=model_id, text="", prompt="", template=template,
+                  prompt_tokens=None, generated_tokens=0, ttft_s=0.0, prompt_s=0.0, generation_s=0.0, total_s=0.0,
+                  prompt_tok_s=None, generation_tok_s=None, words=0, words_paper=0, words_per_s_paper=0.0,
+                  finish_reason="skipped", max_tokens=0, notes=[f"skipped: {reason}"])

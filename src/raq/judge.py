@@ -18,8 +18,9 @@ from typing import Any
 
 from . import prompts
 from .config import JudgeConfig
-from .errors import JudgeError
-from .ranking import RankingParseError, parse_ranking, ranks_from_order
+from .errors import JudgeError, redact
+from .ranking import (RankingParseError, parse_ranking, parse_ranking_with_ties, ranks_from_groups,
+                      ranks_from_order)
 from .records import Judgement, Question
 
 
@@ -43,6 +44,8 @@ class Judge:
 
         self.config = config
         self.model = model
+        self.server_pid: int | None = None  # set when raq runs the judge's server itself
+        self._secret = api_key
         self.response_format = response_format  # "json_schema", "json_object" (llama.cpp) or "text"
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=config.timeout_s, max_retries=4)
 
@@ -106,9 +109,11 @@ class Judge:
             if "response_format" in request and self.response_format != "text":
                 self.response_format = "text"  # the endpoint does not take structured output
                 return self._ask(messages, labels, attempt)
-            raise JudgeError(f"judge {self.config.id!r} rejected the request: {_short(error)}") from None
+            raise JudgeError(f"judge {self.config.id!r} rejected the request: "
+                             f"{_short(error, self._secret)}") from None
         except openai.APIError as error:
-            raise JudgeError(f"judge {self.config.id!r} at {self.client.base_url} failed: {_short(error)}") from None
+            raise JudgeError(f"judge {self.config.id!r} at {self.client.base_url} failed: "
+                             f"{_short(error, self._secret)}") from None
         message = response.choices[0].message
         if message.tool_calls:
             return message.tool_calls[0].function.arguments or ""
@@ -128,13 +133,15 @@ class Judge:
             reply = self._ask(messages, labels, attempt)
             replies.append(reply)
             try:
-                ranking = parse_ranking(reply, labels)
+                if self.config.allow_ties:
+                    by_label = ranks_from_groups(parse_ranking_with_ties(reply, labels))
+                else:
+                    by_label = ranks_from_order(parse_ranking(reply, labels))
             except RankingParseError as error:
                 reason = str(error)
                 messages = [*messages, {"role": "assistant", "content": reply},
                             prompts.judge_retry_message(reason, labels)]
                 continue
-            by_label = ranks_from_order(ranking)
             ranks = {model: by_label[label] for model, label in zip(order, labels)}
             return Judgement(question_id=question.question_id, judge_id=self.config.id,
                              protocol=self.config.protocol, order=order, labels=labels, ranks=ranks,
@@ -146,6 +153,6 @@ class Judge:
                          seconds=time.monotonic() - start, order_index=order_index)
 
 
-def _short(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return json.dumps(text)[1:-1][:300]
+def _short(error: Exception, secret: str = "") -> str:
+    """One line from an API error, at most 300 characters, with the API key masked."""
+    return redact(json.dumps(getattr(error, "message", None) or str(error))[1:-1][:300], secret)

@@ -49,7 +49,7 @@ class LlamaBackend:
     """One GGUF model loaded in this process."""
 
     def __init__(self, path: str | Path, *, n_ctx: int, n_batch: int, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, seed: int = 0) -> None:
+                 n_gpu_layers: int = 0, seed: int = 0, chat_template: str | None = None) -> None:
         try:
             import llama_cpp
         except ImportError as error:  # pragma: no cover - a dependency of raq
@@ -65,6 +65,7 @@ class LlamaBackend:
             )
         except (ValueError, RuntimeError) as error:
             raise BackendError(f"llama.cpp could not load {self.path}: {error}") from error
+        self.template_override = chat_template
         self.n_ctx = self._llm.n_ctx()
         self.n_batch = n_batch
         self.n_gpu_layers = n_gpu_layers
@@ -72,8 +73,8 @@ class LlamaBackend:
 
     @property
     def chat_template(self) -> str | None:
-        """The GGUF's own chat template, if it has one."""
-        return self._llm.metadata.get("tokenizer.chat_template") or None
+        """The chat template in use: the configured one, else the GGUF's own, if any."""
+        return self.template_override or self._llm.metadata.get("tokenizer.chat_template") or None
 
     def render_chat(self, messages: Sequence[dict[str, str]]) -> str:
         """Apply the GGUF's chat template (with the generation prompt) to ``messages``."""

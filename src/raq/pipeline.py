@@ -225,8 +225,10 @@ class _JudgeSession:
             self.server = LocalServer(self.files[f"judge:{judge.id}"].path, judge.id, n_ctx=judge.n_ctx,
                                       n_threads=judge.n_threads, n_gpu_layers=judge.n_gpu_layers,
                                       seed=judge.seed, log_path=self.log_path).start()
-            return Judge(judge, base_url=self.server.base_url, model=judge.id, api_key="local",
-                         response_format="json_object")
+            client = Judge(judge, base_url=self.server.base_url, model=judge.id, api_key="local",
+                           response_format="json_object")
+            client.server_pid = self.server.process.pid
+            return client
         client = Judge(judge, base_url=judge.base_url or "", model=judge.model or "",
                        api_key=api_key_from_env(judge.api_key_env, f"judge {judge.id!r}"))
         _check_remote_model(client)
@@ -279,6 +281,9 @@ def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], fil
         if not tasks:
             continue
         with _JudgeSession(judge_config, files, run.path / f"judge-{judge_config.id}.log") as judge:
+            if judge_config.gguf:
+                run.update_manifest(judge_server={"judge": judge_config.id, "pid": judge.server_pid,
+                                                  "base_url": str(judge.client.base_url)})
             bar = _bar(None, len(tasks), f"judging [{judge_config.id}]", progress)
             for judgement in _judged(judge, tasks, answers, model_ids, judge_config.max_in_flight):
                 run.append_judgement(judgement)
@@ -306,7 +311,9 @@ def analyse(run: RunDir, progress: bool | None = None) -> Results:
     summary["rank_ci_high"] = [intervals.get(m, {}).get("ci_high") for m in summary.index]
     manifest = run.update_manifest(judgements_failed=sum(not j.ok for j in judgements))
     write_report(run.path, manifest, table, summary, stats, config.model_ids, config.data.seed)
-    return Results(run.path, manifest, questions, answers, judgements, table, summary, stats)
+    results = Results(run.path, manifest, questions, answers, judgements, table, summary, stats)
+    results.report()
+    return results
 
 
 # --- the whole study ----------------------------------------------------------------------
@@ -340,11 +347,13 @@ def _open_or_create(config: RunConfig, questions: list[Question], resume: str | 
 
 def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Path | None = None,
              limit: int | None = None, out: str | Path | None = None, progress: bool | None = None,
-             on_phase: Callable[[str], None] | None = None, **overrides: Any) -> Results:
+             on_phase: Callable[[str], None] | None = None, judge: bool = True, **overrides: Any) -> Results:
     """Run a whole study and return its results.
 
     ``config`` is a RunConfig or a YAML path; ``overrides`` are dotted keys with ``__`` for
     dots (``generation__max_tokens=64``). ``resume`` continues an interrupted run directory.
+    ``judge=False`` stops after the answers (speed and length only; judge later with
+    ``python -m raq judge``).
     """
     dotted = {key.replace("__", "."): value for key, value in overrides.items()}
     if limit is not None:
@@ -373,14 +382,15 @@ def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Pa
     try:
         notify(f"answering in {run.path}")
         generate(config, run, questions, files, progress)
-        notify("judging")
-        judge_answers(config, run, questions, files, progress)
+        if judge:
+            notify("judging")
+            judge_answers(config, run, questions, files, progress)
         notify("analysing")
         results = analyse(run, progress)
     except BaseException as error:
         run.update_manifest(status="interrupted", error=f"{type(error).__name__}: {error}")
         raise
-    run.update_manifest(status="complete", error=None)
+    run.update_manifest(status="complete" if judge else "answered", error=None)
     results.manifest = run.manifest()
     return results
 

@@ -75,7 +75,7 @@ class Judgement:
     protocol: str
     order: list[str]
     labels: list[str]
-    ranks: dict[str, int]
+    ranks: dict[str, float]
     ok: bool
     attempts: int
     raw_replies: list[str]

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import BackendError
+from .errors import BackendError, redact
 from .llama_backend import Completion, Sampling
 
 
@@ -44,6 +44,7 @@ class ServedBackend:
         self.capacity = max_in_flight * len(self.clients)
         self.send_extras = True  # top_k, min_p, repeat_penalty: dropped if a server refuses them
         self.requests_per_url = [0] * len(self.clients)
+        self._secret = api_key
 
     def check_model(self) -> None:
         """Refuse a model name that a server does not list (some answer any name with their default)."""
@@ -106,10 +107,12 @@ class ServedBackend:
                 self.send_extras = False
                 return self._stream(client, messages, prompt, max_tokens, sampling, stop, seed)
             if "context" in text or "too long" in text or "maximum" in text:
-                raise ContextTooLong(f"{client.base_url}: {error}") from None
-            raise BackendError(f"{client.base_url} refused the request for {self.model!r}: {error}") from None
+                raise ContextTooLong(f"{client.base_url}: {redact(str(error), self._secret)}") from None
+            raise BackendError(f"{client.base_url} refused the request for {self.model!r}: "
+                               f"{redact(str(error), self._secret)}") from None
         except openai.APIError as error:
-            raise BackendError(f"{client.base_url} failed for {self.model!r}: {error}") from None
+            raise BackendError(f"{client.base_url} failed for {self.model!r}: "
+                               f"{redact(str(error), self._secret)}") from None
         total = time.perf_counter() - start
         counters: dict[str, Any] = {"base_url": str(client.base_url)}
         if usage is not None:
