@@ -327,7 +327,11 @@ def _open_or_create(config: RunConfig, questions: list[Question], resume: str | 
     if resume is not None:
         run = RunDir.open(resume)
         old = run.manifest()
-        changed = config_changes(old.get("config", {}), manifest_config)
+        try:  # today's defaults filled in, so keys added to raq since the run began are no change
+            previous = config_to_dict(parse_config(old.get("config", {}), str(run.manifest_path)))
+        except Exception:  # noqa: BLE001 - a config this raq cannot read: compare as stored
+            previous = old.get("config", {})
+        changed = config_changes(previous, manifest_config)
         if changed:
             raise RunDirError(f"{run.path}: the config differs from the run's in {', '.join(changed)}; "
                               "start a new run instead of resuming")
@@ -377,6 +381,8 @@ def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Pa
     notify("loading questions")
     questions = load_study_questions(config)
     run = _open_or_create(config, questions, resume)
+    run.update_manifest(files={key: {"ref": file.ref, "path": str(file.path), "sha256": file.sha256}
+                               for key, file in files.items()})
     if resume is not None:
         questions = run.questions()
     try:
