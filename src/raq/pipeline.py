@@ -68,27 +68,24 @@ class Results:
                 ignore_index=True)
         return tables
 
+    def _export(self, folder: str | Path, suffix: str) -> dict[str, Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, frame in self._tables().items():
+            paths[name] = folder / f"{name}.{suffix}"
+            getattr(frame, f"to_{suffix}")(paths[name], index=False)
+        return paths
+
     def to_csv(self, folder: str | Path) -> dict[str, Path]:
         """Write the tables as ``results.csv``, ``summary.csv`` (and ``significance.csv``) into
         ``folder`` (created if needed); return their paths by table name."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for name, frame in self._tables().items():
-            paths[name] = folder / f"{name}.csv"
-            frame.to_csv(paths[name], index=False)
-        return paths
+        return self._export(folder, "csv")
 
     def to_parquet(self, folder: str | Path) -> dict[str, Path]:
         """Write the tables as ``results.parquet``, ``summary.parquet`` (and
-        ``significance.parquet``) into ``folder`` (needs pyarrow); return their paths by name."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for name, frame in self._tables().items():
-            paths[name] = folder / f"{name}.parquet"
-            frame.to_parquet(paths[name], index=False)
-        return paths
+        ``significance.parquet``) into ``folder``; return their paths by table name."""
+        return self._export(folder, "parquet")
 
     def report(self, path: str | Path | None = None) -> Path:
         """Write the self-contained HTML report (default ``run_dir/report.html``); return its path."""
