@@ -11,8 +11,8 @@ How it works:
 
 * Every prompt is tokenized exactly as :meth:`LlamaBackend.complete` does. The longest token
   prefix shared by all prompts of a call (the chat template's system prompt, and more when
-  several questions share a paragraph) is evaluated once into a reserved sequence and copied to
-  each sequence with ``llama_memory_seq_cp``. The prefix stays cached between calls; a later
+  several questions share a paragraph), cut to a multiple of :data:`PREFIX_ALIGN` tokens, is
+  evaluated once into a reserved sequence and copied to each sequence with ``llama_memory_seq_cp``. The prefix stays cached between calls; a later
   call evaluates only the part of its prefix that differs.
 * Sequences are scheduled continuously: when one answer finishes (end-of-generation token,
   a stop string, or its token limit) its slot takes the next prompt. A prompt is decoded in
@@ -72,6 +72,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: llama-cpp-python's ``Llama`` default for the repeat-penalty window.
 PENALTY_LAST_N = 64
+#: The shared prefix is cut to a multiple of this many tokens. llama.cpp's CPU matrix kernels
+#: work on groups of rows (4 for the repacked Q4_K/Q4_0 kernels) and leftover rows take another
+#: kernel that rounds differently; a prefix that ends inside a group would change how the rest of
+#: the prompt is grouped. (Gemma-3 with an unaligned 3-token prefix: 2 of 6 greedy answers
+#: differed from single-sequence decoding, none with the prefix cut to 0.)
+PREFIX_ALIGN = 32
 #: A note put on every answer produced in batched mode.
 BATCHED_NOTE = "batched decoding (n_parallel={n}): timings are shared-batch figures, not single-sequence speed"
 
@@ -336,6 +342,7 @@ class BatchedGenerator:
             while k < shared and toks[k] == first[k]:
                 k += 1
             shared = k
+        shared -= shared % PREFIX_ALIGN
         # unified: one pool of cells for all sequences (the prefix stored once);
         # otherwise every sequence has its own stream of n_ctx_seq cells holding a copy of the prefix
         capacity = (self.n_ctx if self.kv_unified else self.n_ctx_seq) - shared
