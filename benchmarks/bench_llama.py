@@ -50,12 +50,9 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 BUILD_DIR = ROOT / "benchmarks" / ".build" / "llama-bench"
 LLAMA_BENCH = BUILD_DIR / "bin" / "llama-bench"
 MODELS_DIR = ROOT / "models"
-DEMO = {
-    "smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "gemma-3-270m": "gemma-3-270m-q4_k_m.gguf",
-    "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    "qwen2.5-coder-1.5b-instruct": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-}
+from raq.models import CATALOG, DEMO_MODELS  # noqa: E402  (after the sys.path line above)
+
+DEMO = {name: CATALOG[name].filename for name in DEMO_MODELS}
 BATCHED_DEFAULT = "qwen2.5-coder-0.5b-instruct"
 
 

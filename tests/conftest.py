@@ -11,12 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
 
-DEMO_FILES = {
-    "smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "gemma-3-270m": "gemma-3-270m-q4_k_m.gguf",
-    "qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    "qwen2.5-coder-1.5b-instruct": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-}
+from raq.models import CATALOG, DEMO_MODELS
+
+DEMO_FILES = {name: CATALOG[name].filename for name in DEMO_MODELS}
 
 
 def demo_model(name: str) -> Path:

@@ -62,6 +62,15 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 900.0) -> No
     raise AssertionError("timed out waiting for the moment to inject the fault")
 
 
+def kill_when(config: Path, out: Path, condition) -> Path:
+    """Start a run, SIGKILL it once ``condition(run_dir)`` holds, and return its run directory."""
+    process = start(config)
+    wait_for(lambda: (d := run_dir_of(out)) is not None and condition(d), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return run_dir_of(out)
+
+
 def run_dir_of(out: Path) -> Path | None:
     found = list(out.glob("*/manifest.json")) if out.exists() else []
     return found[0].parent if found else None
@@ -88,12 +97,7 @@ def check_complete(run_dir: Path, reference: dict) -> None:
 
 def test_sigkill_while_answering_then_resume(tmp_path, reference):
     config = write_config(tmp_path, "killed")
-    process = start(config)
-    out = tmp_path / "killed"
-    wait_for(lambda: (d := run_dir_of(out)) is not None and len(records(d / "answers.jsonl")) >= 3, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    run_dir = run_dir_of(out)
+    run_dir = kill_when(config, tmp_path / "killed", lambda d: len(records(d / "answers.jsonl")) >= 3)
     with open(run_dir / "answers.jsonl", "a") as torn:  # as if the kill had cut a write in half
         torn.write('{"question_id": "half a rec')
     assert main(["run", "--config", str(config), "--resume", str(run_dir), "--quiet"]) == 0
@@ -102,12 +106,7 @@ def test_sigkill_while_answering_then_resume(tmp_path, reference):
 
 def test_sigkill_while_judging_then_resume_and_the_judge_server_dies_with_raq(tmp_path, reference):
     config = write_config(tmp_path, "killed-judging")
-    process = start(config)
-    out = tmp_path / "killed-judging"
-    wait_for(lambda: (d := run_dir_of(out)) is not None and len(records(d / "judgements.jsonl")) >= 1, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    run_dir = run_dir_of(out)
+    run_dir = kill_when(config, tmp_path / "killed-judging", lambda d: len(records(d / "judgements.jsonl")) >= 1)
     server_pid = json.loads((run_dir / "manifest.json").read_text())["judge_server"]["pid"]
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and Path(f"/proc/{server_pid}").exists():
