@@ -14,7 +14,8 @@ For every model (the demo GGUFs by default), interleaved over ``--repetitions`` 
 * ``raq``           ``LlamaBackend.complete`` (raq's single-sequence path) on a P-token prompt with
                     ``max_tokens=G``; speeds as raq reports them (``make_answer``: prompt tokens /
                     time to first token, generated tokens after the first / the time after it).
-* ``raq_fast``      ``raq.batched.complete_fast``, a leaner per-token loop with the same contract.
+* ``highlevel``     llama-cpp-python's high-level ``Llama.generate`` on the same prompt, timed the
+                    same way (what a loop on the high-level API costs; raq's loop replaced it).
 
 Then the batched throughput mode (``raq.batched.BatchedGenerator``) against ``LlamaBackend.complete``
 on real SQuAD questions (``--batched-model``, 24 questions, ``max_tokens`` 64), in ABBA order:
@@ -191,7 +192,7 @@ def native_loop(backend: Any, tokens: list[int], n_gen: int) -> dict[str, float]
     """llama.cpp through the C API on raq's own context: prompt in one decode, then ``n_gen``
     single-token decodes with greedy sampling. Speeds from llama.cpp's perf counters (time inside
     llama_decode), and from the wall clock (with sampling and the ctypes calls)."""
-    from raq.batched import _Batch, make_sampler
+    from raq.llama_native import NativeBatch, make_sampler
     from raq.llama_backend import Sampling
 
     llm, lib = backend._llm, backend._lib
@@ -199,7 +200,7 @@ def native_loop(backend: Any, tokens: list[int], n_gen: int) -> dict[str, float]
     llm.reset()
     lib.llama_memory_seq_rm(lib.llama_get_memory(ctx), -1, 0, -1)
     lib.llama_perf_context_reset(ctx)
-    batch = _Batch(lib, len(tokens))
+    batch = NativeBatch(lib, len(tokens))
     sampler = make_sampler(lib, Sampling(temperature=0.0), 0, lib.llama_vocab_n_tokens(llm._model.vocab))
     sample_s = 0.0
     try:
@@ -259,8 +260,34 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def highlevel_complete(backend: Any, prompt: str, max_tokens: int) -> Any:
+    """Greedy generation through llama-cpp-python's ``Llama.generate``, timed like raq's loop."""
+    from raq.llama_backend import Completion
+
+    llm, lib = backend._llm, backend._lib
+    tokens = backend.tokenize(prompt, special=False)
+    llm.reset()
+    lib.llama_perf_context_reset(llm._ctx.ctx)
+    generated: list[int] = []
+    ttft = None
+    start = time.perf_counter()
+    for token in llm.generate(tokens, temp=0.0, repeat_penalty=1.0):
+        if ttft is None:
+            ttft = time.perf_counter() - start
+        if lib.llama_vocab_is_eog(llm._model.vocab, token):
+            break
+        llm.detokenize([token], prev_tokens=tokens + generated)
+        generated.append(token)
+        if len(generated) >= max_tokens:
+            break
+    total = time.perf_counter() - start
+    perf = lib.llama_perf_context(llm._ctx.ctx)
+    return Completion(text="", prompt_tokens=len(tokens), generated_tokens=len(generated),
+                      ttft_s=ttft if ttft is not None else total, total_s=total, finish_reason="",
+                      counters={"eval_ms": perf.t_eval_ms, "eval_tokens": perf.n_eval})
+
+
 def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: bool) -> dict[str, Any]:
-    from raq.batched import complete_fast
     from raq.llama_backend import LlamaBackend, Sampling
 
     greedy = Sampling(temperature=0.0)
@@ -284,11 +311,11 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
         with Phase("raq", model=name):
             return raq_figures(backend.complete(prompt, max_tokens=args.n_gen, sampling=greedy))
 
-    def do_fast() -> dict[str, Any]:
-        with Phase("raq_fast", model=name):
-            return raq_figures(complete_fast(backend, prompt, max_tokens=args.n_gen, sampling=greedy))
+    def do_high() -> dict[str, Any]:
+        with Phase("highlevel", model=name):
+            return raq_figures(highlevel_complete(backend, prompt, args.n_gen))
 
-    runners: dict[str, Callable[[], dict[str, Any]]] = {"native": do_native, "raq": do_raq, "raq_fast": do_fast}
+    runners: dict[str, Callable[[], dict[str, Any]]] = {"native": do_native, "raq": do_raq, "highlevel": do_high}
     if have_bench:
         runners = {"llama-bench": do_bench, **runners}
     samples: dict[str, list[dict[str, Any]]] = {k: [] for k in runners}
@@ -307,18 +334,18 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
         per_round.setdefault(key, []).append(ratio(a, b))
 
     for r in range(args.repetitions):
-        raq, fast, nat = samples["raq"][r], samples["raq_fast"][r], samples["native"][r]
+        raq, high, nat = samples["raq"][r], samples["highlevel"][r], samples["native"][r]
         if have_bench:
             lb = samples["llama-bench"][r]
             add("raq_prompt_vs_llama_bench", raq["prompt_tok_s"], lb[f"pp{n_prompt}"])
             add("raq_gen_vs_llama_bench_tg_at_depth", raq["gen_tok_s"], lb[tg_d])
             add("raq_gen_vs_llama_bench_tg", raq["gen_tok_s"], lb[f"tg{args.n_gen}"])
-            add("raq_fast_gen_vs_llama_bench_tg_at_depth", fast["gen_tok_s"], lb[tg_d])
+            add("highlevel_gen_vs_llama_bench_tg_at_depth", high["gen_tok_s"], lb[tg_d])
             add("native_gen_vs_llama_bench_tg_at_depth", nat["gen_tok_s"], lb[tg_d])
         add("raq_prompt_vs_native", raq["prompt_tok_s"], nat["prompt_tok_s"])
         add("raq_gen_vs_native", raq["gen_tok_s"], nat["gen_tok_s"])
-        add("raq_fast_gen_vs_native", fast["gen_tok_s"], nat["gen_tok_s"])
-        add("raq_fast_gen_vs_raq", fast["gen_tok_s"], raq["gen_tok_s"])
+        add("highlevel_gen_vs_native", high["gen_tok_s"], nat["gen_tok_s"])
+        add("raq_gen_vs_highlevel", raq["gen_tok_s"], high["gen_tok_s"])
 
     def med(key: str, field: str) -> float | None:
         return median([s.get(field) for s in samples[key]])
@@ -327,8 +354,8 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
                "raq_prompt_tok_s": med("raq", "prompt_tok_s"), "raq_gen_tok_s": med("raq", "gen_tok_s"),
                "raq_gen_tok_s_in_decode": med("raq", "gen_tok_s_in_decode"),
                "raq_overhead_ms_per_token": med("raq", "overhead_ms_per_token"),
-               "raq_fast_gen_tok_s": med("raq_fast", "gen_tok_s"),
-               "raq_fast_overhead_ms_per_token": med("raq_fast", "overhead_ms_per_token"),
+               "highlevel_gen_tok_s": med("highlevel", "gen_tok_s"),
+               "highlevel_overhead_ms_per_token": med("highlevel", "overhead_ms_per_token"),
                "native_prompt_tok_s": med("native", "prompt_tok_s"), "native_gen_tok_s": med("native", "gen_tok_s"),
                "native_gen_tok_s_wall": med("native", "gen_tok_s_wall"),
                "native_sample_ms_per_token": med("native", "sample_ms_per_token"),
@@ -496,8 +523,8 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {report['machine']['load_avg_start'][0]:.1f} -> {report['machine']['load_avg_end'][0]:.1f}")
     print(f"P = prompt tokens, G = {args.n_gen} generated tokens; medians of {args.repetitions} interleaved rounds; "
           "ratios are medians of per-round ratios\n")
-    head = ("model", "P", "pp lb", "pp raq", "ratio", "tg lb", f"tg lb@dP", "tg native", "tg raq", "raq/lb@dP",
-            "raq/native", "tg fast", "fast/lb@dP", "ovh ms/tok", "fast ovh")
+    head = ("model", "P", "pp lb", "pp raq", "ratio", "tg lb", "tg lb@dP", "tg native", "tg raq", "raq/lb@dP",
+            "raq/native", "tg high", "high/lb@dP", "ovh ms/tok", "high ovh")
     rows = []
     for m in report["models"]:
         s, r = m["summary"], m["summary"]["ratios"]
@@ -505,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                      fmt(r.get("raq_prompt_vs_llama_bench"), 2), fmt(s.get("llama_bench_tg_tok_s")),
                      fmt(s.get("llama_bench_tg_at_depth_tok_s")), fmt(s["native_gen_tok_s"]), fmt(s["raq_gen_tok_s"]),
                      fmt(r.get("raq_gen_vs_llama_bench_tg_at_depth"), 2), fmt(r.get("raq_gen_vs_native"), 2),
-                     fmt(s["raq_fast_gen_tok_s"]), fmt(r.get("raq_fast_gen_vs_llama_bench_tg_at_depth"), 2),
-                     fmt(s["raq_overhead_ms_per_token"], 2), fmt(s["raq_fast_overhead_ms_per_token"], 2)))
+                     fmt(s["highlevel_gen_tok_s"]), fmt(r.get("highlevel_gen_vs_llama_bench_tg_at_depth"), 2),
+                     fmt(s["raq_overhead_ms_per_token"], 2), fmt(s["highlevel_overhead_ms_per_token"], 2)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for row in rows:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from raq.batched import BatchedContextTooSmall, BatchedGenerator, complete_fast, stop_cut
+from raq.batched import BatchedContextTooSmall, BatchedGenerator
+from raq.llama_native import stop_cut
 from raq.llama_backend import PromptTooLong, Sampling
 
 GREEDY = Sampling(temperature=0.0)
@@ -87,20 +88,6 @@ def test_stop_strings_and_max_tokens_per_sequence(smol):
         assert "," not in c.text
         assert (c.text, c.generated_tokens, c.finish_reason) == (ref.text, ref.generated_tokens, ref.finish_reason)
     assert sum(c.finish_reason == "stop" for c in out) >= 3
-
-
-@pytest.mark.integration
-def test_complete_fast_matches_complete(smol):
-    generator, _, questions = smol
-    backend = generator.backend
-    prompt, stops, special = generator.build_prompt(questions[0])  # the shortest paragraph
-    for args in [dict(max_tokens=24, stop=stops, special=special), dict(max_tokens=5), dict(max_tokens=20, stop=(",",))]:
-        text_prompt = prompt if args.get("special") else "Fruits: apple, banana, cherry,"
-        fast = complete_fast(backend, text_prompt, sampling=GREEDY, **args)
-        ref = backend.complete(text_prompt, sampling=GREEDY, **args)
-        assert (fast.text, fast.generated_tokens, fast.finish_reason, fast.prompt_tokens) == \
-            (ref.text, ref.generated_tokens, ref.finish_reason, ref.prompt_tokens)
-        assert fast.counters["eval_tokens"] == ref.counters["eval_tokens"]
 
 
 @pytest.mark.integration

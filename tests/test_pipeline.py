@@ -173,3 +173,25 @@ def test_a_second_judge_with_several_orders_is_added_without_regenerating(finish
 
     table = raq.load_run(run_dir).table
     assert {"rank.qwen-judge", "rank.smol-judge"} <= set(table.columns)
+
+
+def test_throughput_mode_labels_batched_answers_and_keeps_them_apart(finished_run, tmp_path, capsys):
+    import raq
+
+    _, single_dir = finished_run
+    config = study_config(tmp_path, n_parallel=2)
+    results = raq.evaluate(config, judge=False, progress=False)
+    answers = lines(results.run_dir / "answers.jsonl")
+    assert len(answers) == 2 * N_QUESTIONS
+    assert {a["decoding"] for a in answers} == {"batched x2"}
+    assert all(a["counters"]["batched"] == 2 and any("batched decoding" in n for n in a["notes"]) for a in answers)
+    assert set(results.summary["decoding"]) == {"batched x2"}
+    # same prompts, same greedy settings: the texts match single-sequence decoding (allowing one
+    # near-tie flipped by the multi-row kernels' rounding)
+    single = {(a["question_id"], a["model_id"]): a for a in lines(single_dir / "answers.jsonl")}
+    same = sum(single[(a["question_id"], a["model_id"])]["text"] == a["text"] for a in answers)
+    assert same >= len(answers) - 1
+    assert all(single[(a["question_id"], a["model_id"])]["prompt"] == a["prompt"] for a in answers)
+    # a batched run cannot be resumed as a single-sequence one: the two kinds never mix in a run
+    assert main(["run", "--config", str(study_config(tmp_path)), "--resume", str(results.run_dir), "--quiet"]) == 2
+    assert "generation.n_parallel" in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -333,3 +332,23 @@ def test_null_simulation_blocked_holds_alpha_paper_does_not():
     # blocked ranks fed to independent-sample tests: H is about 1.5 x a chi2(2), so ~13.6% expected
     assert 0.09 <= rates["kruskal"] <= 0.18 and rates["kruskal"] > rates["friedman"] + 0.04
     assert 0.08 <= rates["dunn_holm_any_pair"] <= 0.16
+
+
+def test_speed_is_not_compared_across_decoding_modes():
+    import pandas as pd
+
+    from raq.analysis import statistics
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for q in range(12):
+        for m, mode in (("a", "single"), ("b", "batched x4"), ("c", "single")):
+            rows.append({"question_id": f"q{q}", "model_id": m, "rank": float(rng.integers(1, 4)), "judged": True,
+                         "f1": rng.random(), "em": float(rng.integers(0, 2)), "words": int(rng.integers(1, 20)),
+                         "ttft_s": rng.random(), "generation_tok_s": 10 * rng.random(), "decoding": mode})
+    table = pd.DataFrame(rows)
+    mixed = statistics(table, alpha=0.05, seed=1)["metrics"]
+    assert "different modes" in mixed["ttft_s"]["note"] and "different modes" in mixed["generation_tok_s"]["note"]
+    assert "note" not in mixed["f1"]
+    same = statistics(table.assign(decoding="single"), alpha=0.05, seed=1)["metrics"]
+    assert "note" not in same["ttft_s"] and "note" not in same["generation_tok_s"]

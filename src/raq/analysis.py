@@ -19,7 +19,7 @@ from .records import Answer, Judgement, Question, to_dict
 
 ANSWER_COLUMNS = ("text", "template", "prompt_tokens", "generated_tokens", "ttft_s", "prompt_s",
                   "generation_s", "total_s", "prompt_tok_s", "generation_tok_s", "words", "words_paper",
-                  "words_per_s_paper", "finish_reason")
+                  "words_per_s_paper", "finish_reason", "decoding")
 
 
 def verdicts(judgements: Sequence[Judgement], orders: Mapping[str, int]) -> dict[tuple[str, str], dict[str, float]]:
@@ -88,12 +88,15 @@ def model_summary(table: pd.DataFrame, model_order: Sequence[str]) -> pd.DataFra
         "median_prompt_tok_s": grouped["prompt_tok_s"].median(),
         "median_generation_tok_s": grouped["generation_tok_s"].median(),
         "mean_words_per_s_paper": grouped["words_per_s_paper"].mean(),
+        "decoding": grouped["decoding"].agg(lambda modes: ", ".join(sorted(set(modes)))),
     })
     order = [m for m in model_order if m in summary.index]
     return summary.loc[order]
 
 
 METRICS_TESTED = ("f1", "em", "words", "ttft_s", "generation_tok_s")
+#: Timings: comparable between models only when every model was decoded the same way.
+SPEED_METRICS = ("ttft_s", "generation_tok_s")
 
 
 def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
@@ -112,7 +115,12 @@ def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
     except ValueError as error:
         result["power"] = {"note": str(error)}
     result["metrics"] = {}
+    modes = sorted(set(table["decoding"])) if "decoding" in table else ["single"]
     for metric in METRICS_TESTED:
+        if metric in SPEED_METRICS and len(modes) > 1:
+            result["metrics"][metric] = {"note": "not compared: the models were decoded in different modes "
+                                                 f"({', '.join(modes)}), so their timings are not comparable"}
+            continue
         values = table[["question_id", "model_id", metric]].dropna()
         if not values.empty:
             result["metrics"][metric] = metric_statistics(values, metric, alpha=alpha, seed=seed)

@@ -61,17 +61,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from .errors import BackendError
 from .llama_backend import Completion, LlamaBackend, PromptTooLong, Sampling
+from .llama_native import NativeBatch, greedy_token, is_plain_greedy, make_sampler, stop_cut
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generator import Generator
     from .records import Answer, Question
 
-#: llama-cpp-python's ``Llama`` default for the repeat-penalty window.
-PENALTY_LAST_N = 64
 #: The shared prefix is cut to a multiple of this many tokens. llama.cpp's CPU matrix kernels
 #: work on groups of rows (4 for the repacked Q4_K/Q4_0 kernels) and leftover rows take another
 #: kernel that rounds differently; a prefix that ends inside a group would change how the rest of
@@ -84,113 +82,6 @@ BATCHED_NOTE = "batched decoding (n_parallel={n}): timings are shared-batch figu
 
 class BatchedContextTooSmall(BackendError):
     """A prompt and its answer do not fit the batched context even alone."""
-
-
-def stop_cut(text_bytes: bytes | bytearray, stop: Sequence[str]) -> int | None:
-    """Where the earliest stop string begins in the text so far, or None. Stops count only once
-    the answer has begun (leading whitespace skipped), as in :meth:`LlamaBackend.complete`."""
-    text = text_bytes.decode("utf-8", errors="ignore")
-    if not text.strip():
-        return None
-    begun = len(text) - len(text.lstrip())
-    hits = [i for i in (text.find(s, begun) for s in stop) if i >= 0]
-    return min(hits) if hits else None
-
-
-def make_sampler(lib: Any, sampling: Sampling, seed: int, n_vocab: int) -> Any:
-    """A native sampler chain equivalent to the one ``Llama.generate`` builds (without the
-    repeat-penalty stage when it is a no-op). The caller frees it with ``llama_sampler_free``."""
-    params = lib.llama_sampler_chain_default_params()
-    params.no_perf = True
-    chain = lib.llama_sampler_chain_init(params)
-    if chain is None:
-        raise BackendError("llama_sampler_chain_init failed")
-
-    def add(sampler: Any) -> None:
-        lib.llama_sampler_chain_add(chain, sampler)
-
-    if sampling.repeat_penalty != 1.0:
-        add(lib.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0))
-    if sampling.temperature < 0.0:
-        add(lib.llama_sampler_init_dist(seed))
-    elif sampling.temperature == 0.0:
-        add(lib.llama_sampler_init_greedy())
-    else:
-        add(lib.llama_sampler_init_top_k(sampling.top_k))
-        add(lib.llama_sampler_init_typical(1.0, 1))
-        add(lib.llama_sampler_init_top_p(sampling.top_p, 1))
-        add(lib.llama_sampler_init_min_p(sampling.min_p, 1))
-        add(lib.llama_sampler_init_temp(sampling.temperature))
-        add(lib.llama_sampler_init_dist(seed))
-    return chain
-
-
-def is_plain_greedy(sampling: Sampling) -> bool:
-    """Temperature 0 without a repeat penalty: the token is the argmax of the logits."""
-    return sampling.temperature == 0.0 and sampling.repeat_penalty == 1.0
-
-
-def greedy_token(lib: Any, ctx: Any, idx: int, n_vocab: int) -> int:
-    """The argmax of the logits of output ``idx``: the token llama.cpp's greedy sampler picks
-    (the first of equal maxima), without copying the whole vocabulary into a candidate array
-    (which costs 0.15-0.75 ms per token for 49k-262k vocabularies)."""
-    logits = lib.llama_get_logits_ith(ctx, idx)
-    if not logits:
-        raise BackendError(f"no logits for output {idx}")
-    return int(np.ctypeslib.as_array(logits, shape=(n_vocab,)).argmax())
-
-
-class _Batch:
-    """A ``llama_batch`` with numpy views on its arrays, filled token by token."""
-
-    def __init__(self, lib: Any, capacity: int) -> None:
-        self._lib = lib
-        self.capacity = capacity
-        self.batch = lib.llama_batch_init(capacity, 0, 1)
-        b = self.batch
-        self.token = np.ctypeslib.as_array(b.token, shape=(capacity,))
-        self.pos = np.ctypeslib.as_array(b.pos, shape=(capacity,))
-        self.n_seq_id = np.ctypeslib.as_array(b.n_seq_id, shape=(capacity,))
-        self.logits = np.ctypeslib.as_array(b.logits, shape=(capacity,))
-        self._seq = [b.seq_id[i] for i in range(capacity)]
-        self.n_seq_id[:] = 1
-        self.n = 0
-
-    def clear(self) -> None:
-        self.n = 0
-
-    def add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
-        i = self.n
-        self.token[i] = token
-        self.pos[i] = pos
-        self._seq[i][0] = seq_id
-        self.logits[i] = logits
-        self.n = i + 1
-        return i
-
-    def add_run(self, tokens: Sequence[int], pos0: int, seq_id: int, last_logits: bool) -> int:
-        """Add consecutive tokens of one sequence; returns the index of the last one."""
-        i, k = self.n, len(tokens)
-        self.token[i:i + k] = tokens
-        self.pos[i:i + k] = np.arange(pos0, pos0 + k, dtype=self.pos.dtype)
-        self.logits[i:i + k] = 0
-        for j in range(i, i + k):
-            self._seq[j][0] = seq_id
-        if last_logits:
-            self.logits[i + k - 1] = 1
-        self.n = i + k
-        return i + k - 1
-
-    def decode(self, ctx: Any) -> None:
-        self.batch.n_tokens = self.n
-        rc = self._lib.llama_decode(ctx, self.batch)
-        if rc != 0:
-            raise BackendError(f"llama_decode returned {rc} for a batch of {self.n} tokens")
-
-    def free(self) -> None:
-        if self.batch is not None:
-            self._lib.llama_batch_free(self.batch)
-            self.batch = None
 
 
 @dataclass
@@ -260,7 +151,7 @@ class BatchedGenerator:
         self.n_ctx = lib.llama_n_ctx(self._ctx)
         self.n_ctx_seq = lib.llama_n_ctx_seq(self._ctx)  # cells one sequence can use
         self._mem = lib.llama_get_memory(self._ctx)
-        self._batch = _Batch(lib, max(self.n_batch, n_parallel))
+        self._batch = NativeBatch(lib, max(self.n_batch, n_parallel))
         self._prefix_seq = n_parallel
         self._prefix: list[int] = []  # tokens held by the prefix sequence
         self._piece = ctypes.create_string_buffer(256)
@@ -512,7 +403,10 @@ def answer_many(generator: "Generator", questions: Sequence["Question"], *, n_pa
         fitted = [generator._fit(q) for q in questions]
         answers: list[Answer | None] = [None] * len(questions)
         groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
-        for i, (_, stops, special, _, _) in enumerate(fitted):
+        for i, (_, stops, special, _, notes) in enumerate(fitted):
+            if generator.must_skip(notes):
+                answers[i] = generator.skipped(questions[i])
+                continue
             groups.setdefault((tuple(stops), special), []).append(i)
         for (stops, special), idxs in groups.items():
             completions = batched.complete_many([fitted[i][0] for i in idxs],
@@ -527,99 +421,3 @@ def answer_many(generator: "Generator", questions: Sequence["Question"], *, n_pa
     finally:
         if own:
             batched.close()
-
-
-# -- a leaner single-sequence path --------------------------------------------------------------
-
-def complete_fast(backend: LlamaBackend, prompt: str, *, max_tokens: int, sampling: Sampling,
-                  stop: Sequence[str] = (), special: bool = False) -> Completion:
-    """Drop-in for :meth:`LlamaBackend.complete` (same context, same prompt evaluation, same
-    sampler chain, same stop/length rules and the same ``Completion`` fields and counters) with
-    a lean per-token loop on the low-level API: one reused ``llama_batch``, ``llama_decode``,
-    the argmax of the logits for plain greedy decoding (``llama_sampler_sample`` on the same
-    native chain otherwise), ``llama_token_to_piece`` into a reused buffer.
-
-    It skips what ``Llama.generate``/``Llama.eval`` do per token that raq does not need: a
-    ``llama_memory_seq_rm`` call over the whole cache, a Python ``LlamaBatch.set_batch`` loop,
-    the numpy ``input_ids`` bookkeeping, the generator protocol, and rebuilding
-    ``tokens + generated`` (a list of the whole prompt) for every detokenized token.
-    """
-    llm, lib = backend._llm, backend._lib
-    tokens = backend.tokenize(prompt, special=special)
-    room = backend.n_ctx - len(tokens)
-    if room < 1:
-        raise PromptTooLong(f"prompt of {len(tokens)} tokens does not fit the context of {backend.n_ctx}")
-    limit = min(max_tokens, room)
-    ctx = llm._ctx.ctx
-    vocab = llm._model.vocab
-    llm.reset()  # llama-cpp-python's record of the cache: empty (the next generate() re-reads all)
-    lib.llama_memory_seq_rm(lib.llama_get_memory(ctx), -1, 0, -1)
-    lib.llama_perf_context_reset(ctx)
-    batch = getattr(backend, "_raq_fast_batch", None)
-    if batch is None or batch.capacity < backend.n_batch:
-        batch = _Batch(lib, backend.n_batch)
-        backend._raq_fast_batch = batch  # type: ignore[attr-defined]  # freed with the process
-    n_vocab = lib.llama_vocab_n_tokens(vocab)
-    greedy = is_plain_greedy(sampling)
-    sampler = None if greedy else make_sampler(lib, sampling, backend.seed, n_vocab)
-    buf = ctypes.create_string_buffer(256)
-    sample, decode, is_eog, to_piece = (lib.llama_sampler_sample, lib.llama_decode, lib.llama_vocab_is_eog,
-                                        lib.llama_token_to_piece)
-    token_arr, pos_arr = batch.token, batch.pos
-    generated: list[int] = []
-    text_bytes = bytearray()
-    finish, ttft, cut = "length", None, None
-    try:
-        start = time.perf_counter()
-        for i in range(0, len(tokens), batch.capacity):
-            chunk = tokens[i:i + batch.capacity]
-            batch.clear()
-            batch.add_run(chunk, i, 0, last_logits=i + len(chunk) == len(tokens))
-            batch.decode(ctx)
-        batch.clear()
-        batch.add(0, 0, 0, True)  # from now on: one token, sequence 0, with logits
-        c_batch = batch.batch
-        c_batch.n_tokens = 1
-        n_past = len(tokens)
-        while True:
-            token = greedy_token(lib, ctx, -1, n_vocab) if greedy else sample(sampler, ctx, -1)
-            if ttft is None:
-                ttft = time.perf_counter() - start
-            if is_eog(vocab, token):
-                finish = "stop"
-                break
-            n = to_piece(vocab, token, buf, 256, 0, False)
-            text_bytes += buf.raw[:n] if n >= 0 else _long_piece(lib, vocab, token, -n)
-            generated.append(token)
-            if stop:
-                cut = stop_cut(text_bytes, stop)
-                if cut is not None:
-                    finish = "stop"
-                    break
-            if len(generated) >= limit:
-                break
-            token_arr[0] = token
-            pos_arr[0] = n_past
-            n_past += 1
-            rc = decode(ctx, c_batch)
-            if rc != 0:
-                raise BackendError(f"llama_decode returned {rc}")
-        total = time.perf_counter() - start
-    finally:
-        if sampler is not None:
-            lib.llama_sampler_free(sampler)
-    text = text_bytes.decode("utf-8", errors="replace")
-    if cut is not None:
-        text = text[:cut]
-    perf = lib.llama_perf_context(ctx)
-    counters = {"prompt_eval_ms": perf.t_p_eval_ms, "prompt_eval_tokens": perf.n_p_eval,
-                "eval_ms": perf.t_eval_ms, "eval_tokens": perf.n_eval}
-    return Completion(text=text, prompt_tokens=len(tokens), generated_tokens=len(generated),
-                      ttft_s=ttft if ttft is not None else total, total_s=total,
-                      finish_reason=finish, counters=counters)
-
-
-def _long_piece(lib: Any, vocab: Any, token: int, size: int) -> bytes:
-    buf = ctypes.create_string_buffer(size)
-    n = lib.llama_token_to_piece(vocab, token, buf, size, 0, False)
-    return buf.raw[:n]

@@ -179,7 +179,7 @@ def _plan(args: argparse.Namespace) -> int:
 
         summary = load_run(args.pilot).summary
         mean_ranks = [float(r) for r in summary["mean_rank"]]
-        print(f"pilot mean ranks: " + ", ".join(f"{m} {r:.3f}" for m, r in zip(summary.index, mean_ranks)))
+        print("pilot mean ranks: " + ", ".join(f"{m} {r:.3f}" for m, r in zip(summary.index, mean_ranks)))
     try:
         plan = plan_sample_size(mean_ranks, power=args.power, alpha=args.alpha, test=args.test,
                                 n_sim=args.n_sim, seed=args.seed)

@@ -90,6 +90,9 @@ class GenerationConfig(_Strict):
     repeat_penalty: float = Field(1.0, gt=0.0)
     seed: int = 2024
     warmup: bool = Field(True, description="one untimed call per model before timed answers")
+    n_parallel: int = Field(1, ge=1, le=64, description="in-process models: decode this many answers together "
+                                                         "(throughput mode); their timings are then batched "
+                                                         "figures, labelled and reported apart")
     long_context: Literal["truncate", "skip"] = Field(
         "truncate", description="a prompt too long for n_ctx: cut the context around the answer, or record an "
                                 "empty, skipped answer")

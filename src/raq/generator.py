@@ -116,13 +116,20 @@ class Generator:
         if self.served:
             return self._answer_served(question)
         prompt, stops, special, max_tokens, notes = self._fit(question)
-        if self.generation.long_context == "skip" and any(n.startswith(("context cut", "max_tokens reduced"))
-                                                          for n in notes):
-            return skipped_answer(question, self.model.id, self.template, "the prompt does not fit n_ctx "
-                                  f"{self.backend.n_ctx} with max_tokens {self.generation.max_tokens}")
+        if self.must_skip(notes):
+            return self.skipped(question)
         completion = self.backend.complete(prompt, max_tokens=max_tokens, sampling=self.sampling,
                                            stop=stops, special=special)
         return make_answer(question, self.model.id, prompt, self.template, completion, max_tokens, notes)
+
+    def must_skip(self, notes: list[str]) -> bool:
+        """Whether ``long_context: skip`` applies to a prompt that needed these fitting notes."""
+        return self.generation.long_context == "skip" and any(
+            n.startswith(("context cut", "max_tokens reduced")) for n in notes)
+
+    def skipped(self, question: Question) -> Answer:
+        return skipped_answer(question, self.model.id, self.template, "the prompt does not fit n_ctx "
+                              f"{self.backend.n_ctx} with max_tokens {self.generation.max_tokens}")
 
     def _answer_served(self, question: Question) -> Answer:
         from .served_backend import ContextTooLong
@@ -174,6 +181,7 @@ def make_answer(question: Question, model_id: str, prompt: str, template: str, c
         words_per_s_paper=paper_words(text) / completion.total_s if completion.total_s > 0 else 0.0,
         finish_reason=completion.finish_reason, max_tokens=max_tokens, notes=notes,
         counters=completion.counters,
+        decoding=f"batched x{completion.counters['batched']}" if completion.counters.get("batched") else "single",
     )
 
 

@@ -150,13 +150,20 @@ def _models(results: Results) -> str:
         rank = fmt(row["mean_rank"]) + (f" [{fmt(low)}, {fmt(high)}]" if low is not None and high is not None else "")
         rows.append([esc(model), fmt(row["answers"]), fmt(row["judged"]), rank, fmt(row["em"]), fmt(row["f1"]),
                      fmt(row["mean_words"]), fmt(row["median_ttft_s"]), fmt(row["median_prompt_tok_s"]),
-                     fmt(row["median_generation_tok_s"]), fmt(row["mean_words_per_s_paper"])])
+                     fmt(row["median_generation_tok_s"]), fmt(row["mean_words_per_s_paper"]),
+                     esc(row.get("decoding", "single"))])
     header = ["model", "answers", "judged", f"mean rank [{level:.0%} CI]", "EM", "F1", "mean answer words",
-              "median TTFT s", "median prompt tok/s", "median generation tok/s", "words/s (reference study)"]
+              "median TTFT s", "median prompt tok/s", "median generation tok/s", "words/s (reference study)",
+              "decoding"]
+    batched = any(str(mode) != "single" for mode in summary.get("decoding", []))
+    batched_note = (" <strong>Batched decoding:</strong> answers were decoded several at a time (throughput "
+                    "mode); their timings are shares of shared decode steps, not single-answer latency or "
+                    "speed, and are not comparable with single-sequence figures." if batched else "")
     return ('<section id="models"><h2>Per model</h2>' + table(header, rows, range(1, 11))
             + f'<p class="note">Mean rank: 1 = best; interval: {esc(results.stats.get("bootstrap", {}).get("method"))}'
             " (over questions judged for every model). EM/F1: SQuAD exact match and token F1 against the gold "
-            "answers. Words/s: the reference study's definition and mean (answer words / total seconds).</p></section>")
+            "answers. Words/s: the reference study's definition and mean (answer words / total seconds)."
+            + batched_note + "</p></section>")
 
 
 def _statistics(results: Results) -> str:

@@ -1,12 +1,15 @@
 """In-process generation with llama.cpp (llama-cpp-python), timed with a monotonic clock.
 
 The backend takes a finished prompt string and returns the completion with its timings and
-llama.cpp's own performance counters for the same call. Prompt caching across calls is off:
+llama.cpp's own performance counters for the same call. The model is loaded through
+llama-cpp-python's ``Llama``; the per-token loop runs on llama.cpp's low-level API, which keeps
+raq's own cost per token to about 0.1 ms (``benchmarks/README.md``). Prompt caching across calls is off:
 every prompt is read in full, so prompt speed is comparable between questions.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from collections.abc import Sequence
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendError
+from .llama_native import NativeBatch, greedy_token, is_plain_greedy, make_sampler, stop_cut, token_piece
 
 
 @dataclass
@@ -70,6 +74,8 @@ class LlamaBackend:
         self.n_batch = n_batch
         self.n_gpu_layers = n_gpu_layers
         self.seed = seed
+        self._batch: NativeBatch | None = None
+        self._piece_buf = ctypes.create_string_buffer(256)
 
     @property
     def chat_template(self) -> str | None:
@@ -100,44 +106,76 @@ class LlamaBackend:
     def complete(self, prompt: str, *, max_tokens: int, sampling: Sampling, stop: Sequence[str] = (),
                  special: bool = False) -> Completion:
         """Generate from ``prompt`` until an end-of-generation token, a stop string, or
-        ``max_tokens`` (clamped to the room left in the context)."""
+        ``max_tokens`` (clamped to the room left in the context).
+
+        The loop runs on llama.cpp's low-level API: the prompt is decoded in ``n_batch`` chunks
+        (as ``Llama.eval`` does), then one token per ``llama_decode`` with a reused batch. Plain
+        greedy decoding takes the argmax of the logits (the token llama.cpp's greedy sampler
+        picks, without copying the vocabulary into a candidate array); other settings use the
+        native sampler chain that ``Llama.generate`` builds, with the same seed. Text, token
+        counts and finish reasons equal ``Llama.generate``'s (``tests/test_llama_backend.py``).
+        """
         llm, lib = self._llm, self._lib
         tokens = self.tokenize(prompt, special=special)
         room = self.n_ctx - len(tokens)
         if room < 1:
             raise PromptTooLong(f"prompt of {len(tokens)} tokens does not fit the context of {self.n_ctx}")
         limit = min(max_tokens, room)
-        llm.reset()
-        lib.llama_perf_context_reset(llm._ctx.ctx)
-        vocab = llm._model.vocab
+        ctx, vocab = llm._ctx.ctx, llm._model.vocab
+        llm.reset()  # llama-cpp-python's record of the cache: empty, so its own API re-reads all
+        lib.llama_memory_seq_rm(lib.llama_get_memory(ctx), -1, 0, -1)
+        lib.llama_perf_context_reset(ctx)
+        if self._batch is None:
+            self._batch = NativeBatch(lib, self.n_batch)
+        batch = self._batch
+        n_vocab = lib.llama_vocab_n_tokens(vocab)
+        greedy = is_plain_greedy(sampling)
+        sampler = None if greedy else make_sampler(lib, sampling, self.seed, n_vocab)
+        piece_buf = self._piece_buf
         generated: list[int] = []
         text_bytes = bytearray()
         finish, ttft, cut = "length", None, None
-        start = time.perf_counter()
-        for token in llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p,
-                                  top_k=sampling.top_k, min_p=sampling.min_p,
-                                  repeat_penalty=sampling.repeat_penalty):
-            if ttft is None:
-                ttft = time.perf_counter() - start
-            if lib.llama_vocab_is_eog(vocab, token):
-                finish = "stop"
-                break
-            text_bytes += llm.detokenize([token], prev_tokens=tokens + generated)
-            generated.append(token)
-            if stop:  # stops count only once the answer has begun (leading whitespace skipped)
-                text = text_bytes.decode("utf-8", errors="ignore")
-                begun = len(text) - len(text.lstrip())
-                hits = [i for i in (text.find(s, begun) for s in stop) if i >= 0] if text.strip() else []
-                if hits:
-                    finish, cut = "stop", min(hits)
+        try:
+            start = time.perf_counter()
+            for i in range(0, len(tokens), batch.capacity):
+                chunk = tokens[i:i + batch.capacity]
+                batch.clear()
+                batch.add_run(chunk, i, 0, last_logits=i + len(chunk) == len(tokens))
+                batch.decode(ctx)
+            batch.clear()
+            batch.add(0, 0, 0, True)  # from now on: one token of sequence 0, with logits
+            c_batch, token_arr, pos_arr = batch.batch, batch.token, batch.pos
+            c_batch.n_tokens = 1
+            n_past = len(tokens)
+            while True:
+                token = greedy_token(lib, ctx, -1, n_vocab) if greedy else lib.llama_sampler_sample(sampler, ctx, -1)
+                if ttft is None:
+                    ttft = time.perf_counter() - start
+                if lib.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
                     break
-            if len(generated) >= limit:
-                break
-        total = time.perf_counter() - start
+                text_bytes += token_piece(lib, vocab, token, piece_buf)
+                generated.append(token)
+                if stop:  # stops count only once the answer has begun (leading whitespace skipped)
+                    cut = stop_cut(text_bytes, stop)
+                    if cut is not None:
+                        finish = "stop"
+                        break
+                if len(generated) >= limit:
+                    break
+                token_arr[0], pos_arr[0] = token, n_past
+                n_past += 1
+                rc = lib.llama_decode(ctx, c_batch)
+                if rc != 0:
+                    raise BackendError(f"llama_decode returned {rc} at position {n_past - 1}")
+            total = time.perf_counter() - start
+        finally:
+            if sampler is not None:
+                lib.llama_sampler_free(sampler)
         text = text_bytes.decode("utf-8", errors="replace")
         if cut is not None:
             text = text[:cut]
-        perf = lib.llama_perf_context(llm._ctx.ctx)
+        perf = lib.llama_perf_context(ctx)
         counters = {"prompt_eval_ms": perf.t_p_eval_ms, "prompt_eval_tokens": perf.n_p_eval,
                     "eval_ms": perf.t_eval_ms, "eval_tokens": perf.n_eval}
         return Completion(text=text, prompt_tokens=len(tokens), generated_tokens=len(generated),
@@ -163,4 +201,7 @@ class LlamaBackend:
 
     def close(self) -> None:
         """Free the model's memory now."""
+        if self._batch is not None:
+            self._batch.free()
+            self._batch = None
         self._llm.close()

@@ -168,13 +168,28 @@ def generate(config: RunConfig, run: RunDir, questions: list[Question], files: d
             if config.generation.warmup:
                 generator.warm_up()
             bar = _bar(None, len(todo), f"answering [{model.id}]", progress)
-            for answer in _answers(generator, todo):
+            batched = config.generation.n_parallel > 1 and not generator.served
+            for answer in (_batched_answers(generator, todo, config.generation.n_parallel) if batched
+                           else _answers(generator, todo)):
                 run.append_answer(answer)
                 bar.update()
             bar.close()
         finally:
             generator.close()
     return run.answers()
+
+
+def _batched_answers(generator, questions: list[Question], n_parallel: int):
+    """Answers decoded ``n_parallel`` at a time (throughput mode), handed out a few batches'
+    worth at a time so that an interrupted run keeps what was finished."""
+    from .batched import BatchedGenerator, answer_many
+
+    with BatchedGenerator(generator.backend, n_parallel=n_parallel) as batched:
+        if generator.generation.warmup:
+            batched.complete_many(["The capital of France is"] * n_parallel, max_tokens=4, sampling=generator.sampling)
+        chunk = 4 * n_parallel
+        for start in range(0, len(questions), chunk):
+            yield from answer_many(generator, questions[start:start + chunk], batched=batched)
 
 
 def _answers(generator, questions: list[Question]):

@@ -58,6 +58,9 @@ class Answer:
     max_tokens: int
     notes: list[str] = field(default_factory=list)
     counters: dict[str, Any] = field(default_factory=dict)
+    #: "single" (one sequence at a time: per-answer latency and speed) or "batched xN" (decoded
+    #: N at a time: the timings are shares of batched steps, throughput not latency).
+    decoding: str = "single"
 
 
 @dataclass

@@ -181,7 +181,9 @@ def speed_figure(table: pd.DataFrame, model_order: list[str]):
     axis.invert_yaxis()
     axis.set_xlim(0, max(1e-3, float((prompt + generation).max())) * 1.3)
     axis.set_xlabel("seconds per answer")
-    axis.set_title("speed breakdown per model")
+    modes = sorted(set(table["decoding"])) if "decoding" in table else ["single"]
+    axis.set_title("speed breakdown per model" + ("" if modes == ["single"] else
+                                                   f" ({', '.join(modes)} decoding: throughput shares)"))
     axis.legend(ncols=2, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False, fontsize=9)
     return figure
 
