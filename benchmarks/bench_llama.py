@@ -371,20 +371,34 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
 
 # -- batched mode ---------------------------------------------------------------------------------
 
-def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from raq.batched import BatchedGenerator
-    from raq.config import GenerationConfig, ModelConfig
+def batched_questions(args: argparse.Namespace) -> list[Any]:
+    """``--questions`` SQuAD v1.1 dev questions: a seeded random sample (almost every question
+    about a different paragraph), or, with ``--batched-sample shared-context``, ``--parallel``
+    questions about each of several seeded random paragraphs (SQuAD asks about 5 per paragraph)."""
+    import random
+
     from raq.dataset import load_questions
+
+    if args.batched_sample == "random":
+        return load_questions("squad-v1.1-dev", n=args.questions, seed=1)
+    by_context: dict[str, list[Any]] = {}
+    for q in load_questions("squad-v1.1-dev"):
+        by_context.setdefault(q.context, []).append(q)
+    rich = [qs for qs in by_context.values() if len(qs) >= args.parallel]
+    picked = random.Random(1).sample(rich, args.questions // args.parallel)
+    return [q for qs in picked for q in qs[:args.parallel]]
+
+
+def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from raq.batched import BatchedGenerator, answer_many
+    from raq.config import GenerationConfig, ModelConfig
     from raq.generator import Generator
 
-    questions = load_questions("squad-v1.1-dev", n=args.questions, seed=1)
+    questions = batched_questions(args)
     with Phase("load", model="batched"):
         generator = Generator(ModelConfig(id="batched", gguf=str(path)),
                               GenerationConfig(max_tokens=args.batched_max_tokens, n_threads=args.threads), path)
-    built = [generator.build_prompt(q) for q in questions]
-    prompts = [b[0] for b in built]
-    stops, special = built[0][1], built[0][2]
-    assert all(b[1] == stops and b[2] == special for b in built)
+    prompts = [generator.build_prompt(q)[0] for q in questions]
     backend, sampling, max_tokens = generator.backend, generator.sampling, args.batched_max_tokens
     with Phase("batched-setup", model="batched"):
         batched = BatchedGenerator(backend, n_parallel=args.parallel, kv_unified=args.kv_unified)
@@ -394,15 +408,13 @@ def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     def single() -> tuple[float, list[Any]]:
         with Phase("single-sequence", model="batched"):
             t0 = time.perf_counter()
-            out = [backend.complete(p, max_tokens=max_tokens, sampling=sampling, stop=stops, special=special)
-                   for p in prompts]
+            out = [generator.answer(q) for q in questions]
             return time.perf_counter() - t0, out
 
     def multi() -> tuple[float, list[Any]]:
         with Phase("batched", model="batched"):
             t0 = time.perf_counter()
-            out = batched.complete_many(prompts, max_tokens=max_tokens, sampling=sampling, stop=stops,
-                                        special=special)
+            out = answer_many(generator, questions, batched=batched)
             return time.perf_counter() - t0, out
 
     rounds = []
@@ -411,7 +423,9 @@ def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         a, b = first(), second()
         (ts, single_out), (tb, batch_out) = (a, b) if first is single else (b, a)
         same = [x.text.strip() == y.text.strip() for x, y in zip(single_out, batch_out)]
-        c = batch_out[0].counters
+        calls = {(a.counters["batch_wall_s"], a.counters["batch_steps"]): a.counters for a in batch_out}.values()
+        gen_steps_s = sum(c["batch_generation_steps_s"] for c in calls)
+        gen_steps_tokens = sum(c["batch_generation_steps_tokens"] for c in calls)
         single_gen_s = sum(x.total_s - x.ttft_s for x in single_out)
         single_gen_tokens = sum(max(x.generated_tokens - 1, 0) for x in single_out)
         rounds.append({
@@ -424,12 +438,13 @@ def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             # decode throughput alone: single = tokens after the first / time after the first token;
             # batched = tokens of the steps that carried no prompt tokens / their time
             "single_gen_tok_s": single_gen_tokens / single_gen_s if single_gen_s else None,
-            "batched_gen_tok_s": (c["batch_generation_steps_tokens"] / c["batch_generation_steps_s"]
-                                  if c["batch_generation_steps_s"] else None),
-            "batched_prompt_steps_s": c["batch_prompt_steps_s"],
-            "batched_generation_steps_s": c["batch_generation_steps_s"],
-            "prefix_tokens": batch_out[0].counters["shared_prefix_tokens"],
-            "prefix_reused_tokens": batch_out[0].counters["prefix_reused_tokens"],
+            "batched_gen_tok_s": gen_steps_tokens / gen_steps_s if gen_steps_s else None,
+            "batched_calls": len(calls),
+            "batched_prompt_steps_s": sum(c["batch_prompt_steps_s"] for c in calls),
+            "batched_generation_steps_s": gen_steps_s,
+            "prefix_eval_s": sum(c["prefix_eval_s"] for c in calls),
+            "mean_prompt_tokens": statistics.mean(a.prompt_tokens for a in batch_out),
+            "mean_shared_prefix_tokens": statistics.mean(a.counters["shared_prefix_tokens"] for a in batch_out),
             "differing": [{"question_id": questions[i].question_id, "single": single_out[i].text,
                            "batched": batch_out[i].text} for i, s in enumerate(same) if not s],
         })
@@ -438,7 +453,8 @@ def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     batched.close()
     generator.close()
     return {"model": str(path), "n_parallel": args.parallel, "kv_unified": args.kv_unified,
-            "questions": len(prompts), "max_tokens": max_tokens,
+            "questions": len(prompts), "sample": args.batched_sample,
+            "distinct_contexts": len({q.context for q in questions}), "max_tokens": max_tokens,
             "speedup": median([r["speedup"] for r in rounds]),
             "single_answers_per_s": median([r["single_answers_per_s"] for r in rounds]),
             "batched_answers_per_s": median([r["batched_answers_per_s"] for r in rounds]),
@@ -480,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--batched-max-tokens", type=int, default=64)
     parser.add_argument("--batched-repetitions", type=int, default=2)
+    parser.add_argument("--batched-sample", choices=("random", "shared-context"), default="random",
+                        help="random SQuAD questions, or --parallel questions about each of several paragraphs")
     args = parser.parse_args(argv)
     args.threads = args.threads or os.cpu_count() or 1
 
@@ -543,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     if b:
         per_round = ", ".join(f"{r['speedup']:.2f}" for r in b["rounds"])
         print(f"\nbatched mode, {Path(b['model']).name}, {b['n_parallel']} sequences "
-              f"(kv_unified={b['kv_unified']}), {b['questions']} SQuAD questions, max_tokens {b['max_tokens']}:")
+              f"(kv_unified={b['kv_unified']}), {b['questions']} SQuAD questions ({b['sample']}: "
+              f"{b['distinct_contexts']} paragraphs), max_tokens {b['max_tokens']}:")
         print(f"  answers/s single {b['single_answers_per_s']:.3f}, batched {b['batched_answers_per_s']:.3f}, "
               f"speed-up {b['speedup']:.2f}x (per round: {per_round}); "
               f"identical answers {b['identical_rate']:.1%}")

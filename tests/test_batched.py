@@ -119,3 +119,28 @@ def test_answer_many_labels_batched_answers(smol):
         assert a.model_id == "smol" and a.text
         assert a.counters["batched"] == 3
         assert any("batched decoding" in note for note in a.notes)
+
+
+@pytest.mark.integration
+def test_questions_about_one_context_share_its_prefix(smol):
+    import dataclasses
+
+    from raq.batched import answer_many
+
+    generator, batched, questions = smol
+    base = questions[0]
+    asks = ["What is this text about?", "Name one thing the text mentions.", base.question]
+    same_context = [dataclasses.replace(base, question_id=f"{base.question_id}-{i}", question=ask)
+                    for i, ask in enumerate(asks)]
+    mixed = [*same_context, questions[1], questions[2]]
+    answers = answer_many(generator, mixed, batched=batched)
+    assert [a.question_id for a in answers] == [q.question_id for q in mixed]
+    context_tokens = len(generator.backend.tokenize(base.context, special=False))
+    shared = [a.counters["shared_prefix_tokens"] for a in answers]
+    # the context's questions shared the instructions and (nearly) the whole context; the two
+    # lone questions shared the instructions only
+    assert all(s >= context_tokens - 40 for s in shared[:3]) and all(s < context_tokens for s in shared[3:])
+    for question, answer in zip(mixed, answers):
+        single = generator.answer(question)
+        assert (answer.text, answer.finish_reason) == (single.text, single.finish_reason)
+        assert answer.decoding == "batched x3" and single.decoding == "single"

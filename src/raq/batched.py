@@ -393,7 +393,11 @@ def answer_many(generator: "Generator", questions: Sequence["Question"], *, n_pa
                 batched: BatchedGenerator | None = None) -> list["Answer"]:
     """Answer ``questions`` with ``generator``'s model in batched mode: the same prompts, fitting
     and sampling as :meth:`Generator.answer`, but decoded ``n_parallel`` at a time. Every answer
-    carries :data:`BATCHED_NOTE` and ``counters["batched"]``."""
+    carries :data:`BATCHED_NOTE` and ``counters["batched"]``.
+
+    Questions about the same context are decoded together in a call of their own, so that their
+    shared prefix (the instructions and the whole context, which comes before the question in
+    every prompt) is evaluated once; the other questions share one call (and the instructions)."""
     from .generator import make_answer
 
     own = batched is None
@@ -402,13 +406,16 @@ def answer_many(generator: "Generator", questions: Sequence["Question"], *, n_pa
     try:
         fitted = [generator._fit(q) for q in questions]
         answers: list[Answer | None] = [None] * len(questions)
-        groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+        calls: dict[tuple[tuple[str, ...], bool, str], list[int]] = {}
         for i, (_, stops, special, _, notes) in enumerate(fitted):
             if generator.must_skip(notes):
                 answers[i] = generator.skipped(questions[i])
                 continue
-            groups.setdefault((tuple(stops), special), []).append(i)
-        for (stops, special), idxs in groups.items():
+            calls.setdefault((tuple(stops), special, questions[i].context), []).append(i)
+        merged: dict[tuple[tuple[str, ...], bool, str], list[int]] = {}
+        for (stops, special, context), idxs in calls.items():  # lone questions: one call per kind
+            merged.setdefault((stops, special, context if len(idxs) > 1 else ""), []).extend(idxs)
+        for (stops, special, _), idxs in merged.items():
             completions = batched.complete_many([fitted[i][0] for i in idxs],
                                                 max_tokens=[fitted[i][3] for i in idxs],
                                                 sampling=generator.sampling, stop=stops, special=special)

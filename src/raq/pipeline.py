@@ -184,6 +184,10 @@ def _batched_answers(generator, questions: list[Question], n_parallel: int):
     worth at a time so that an interrupted run keeps what was finished."""
     from .batched import BatchedGenerator, answer_many
 
+    first_seen: dict[str, int] = {}
+    for question in questions:  # questions about one context next to each other: decoded together
+        first_seen.setdefault(question.context, len(first_seen))
+    questions = sorted(questions, key=lambda q: first_seen[q.context])
     with BatchedGenerator(generator.backend, n_parallel=n_parallel) as batched:
         if generator.generation.warmup:
             batched.complete_many(["The capital of France is"] * n_parallel, max_tokens=4, sampling=generator.sampling)
