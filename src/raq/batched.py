@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BackendError
 from .llama_backend import Completion, LlamaBackend, PromptTooLong, Sampling
-from .llama_native import NativeBatch, greedy_token, is_plain_greedy, make_sampler, stop_cut
+from .llama_native import NativeBatch, greedy_token, is_plain_greedy, make_sampler, stop_cut, token_piece
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generator import Generator
@@ -169,14 +169,6 @@ class BatchedGenerator:
 
     def tokenize(self, prompt: str, *, special: bool) -> list[int]:
         return self.backend.tokenize(prompt, special=special)
-
-    def _piece_of(self, token: int) -> bytes:
-        lib, buf = self._lib, self._piece
-        n = lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
-        if n < 0:
-            self._piece = buf = ctypes.create_string_buffer(-n)
-            n = lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
-        return buf.raw[:n]
 
     def _set_prefix(self, prefix: list[int]) -> int:
         """Make the prefix sequence hold ``prefix``; returns how many tokens were reused."""
@@ -312,7 +304,7 @@ class BatchedGenerator:
                     if lib.llama_vocab_is_eog(self._vocab, token):
                         s.finish = "stop"
                     else:
-                        s.text += self._piece_of(token)
+                        s.text += token_piece(lib, self._vocab, token, self._piece)
                         s.generated.append(token)
                         if stop:
                             s.cut = stop_cut(s.text, stop)
