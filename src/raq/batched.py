@@ -183,12 +183,7 @@ class BatchedGenerator:
                 lib.llama_memory_seq_rm(mem, ps, -1, -1)
                 keep = 0
             self._prefix = self._prefix[:keep]
-        batch = self._batch
-        for start in range(keep, len(prefix), batch.capacity):
-            chunk = prefix[start:start + batch.capacity]
-            batch.clear()
-            batch.add_run(chunk, start, ps, last_logits=False)
-            batch.decode(self._ctx)
+        self._batch.decode_run(self._ctx, prefix[keep:], keep, ps, last_logits=False)
         self._prefix = list(prefix)
         return keep
 

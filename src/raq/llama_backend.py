@@ -137,11 +137,7 @@ class LlamaBackend:
         finish, ttft, cut = "length", None, None
         try:
             start = time.perf_counter()
-            for i in range(0, len(tokens), batch.capacity):
-                chunk = tokens[i:i + batch.capacity]
-                batch.clear()
-                batch.add_run(chunk, i, 0, last_logits=i + len(chunk) == len(tokens))
-                batch.decode(ctx)
+            batch.decode_run(ctx, tokens, 0, 0, last_logits=True)
             batch.clear()
             batch.add(0, 0, 0, True)  # from now on: one token of sequence 0, with logits
             c_batch, token_arr, pos_arr = batch.batch, batch.token, batch.pos

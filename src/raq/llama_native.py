@@ -112,6 +112,16 @@ class NativeBatch:
         self.n = i + k
         return i + k - 1
 
+    def decode_run(self, ctx: Any, tokens: Sequence[int], pos0: int, seq_id: int, last_logits: bool) -> None:
+        """Decode consecutive tokens of one sequence from position ``pos0``, ``capacity`` tokens
+        per ``llama_decode`` (as ``Llama.eval`` does with ``n_batch``); logits for the last token
+        only if ``last_logits``."""
+        for start in range(0, len(tokens), self.capacity):
+            chunk = tokens[start:start + self.capacity]
+            self.clear()
+            self.add_run(chunk, pos0 + start, seq_id, last_logits and start + len(chunk) == len(tokens))
+            self.decode(ctx)
+
     def decode(self, ctx: Any) -> None:
         self.batch.n_tokens = self.n
         rc = self._lib.llama_decode(ctx, self.batch)
