@@ -11,6 +11,7 @@ For every model (the demo GGUFs by default), interleaved over ``--repetitions`` 
 * ``native``        a loop over the low-level C API inside this process, on the same context raq
                     uses: one ``llama_decode`` of the P-token prompt, then G single-token decodes
                     with a native greedy sampler; speeds from llama.cpp's own perf counters.
+                    (``--ctx-effect N``: also on a context of N cells, e.g. a study's 2048.)
 * ``raq``           ``LlamaBackend.complete`` (raq's single-sequence path) on a P-token prompt with
                     ``max_tokens=G``; speeds as raq reports them (``make_answer``: prompt tokens /
                     time to first token, generated tokens after the first / the time after it).
@@ -20,6 +21,11 @@ For every model (the demo GGUFs by default), interleaved over ``--repetitions`` 
 Then the batched throughput mode (``raq.batched.BatchedGenerator``) against ``LlamaBackend.complete``
 on real SQuAD questions (``--batched-model``, 24 questions, ``max_tokens`` 64), in ABBA order:
 answers per second, the speed-up, and the rate of answers identical to single-sequence greedy.
+
+raq's context has llama-bench's size for ``tgG @ dP`` (P + G cells, ``--n-ctx`` to change):
+llama.cpp generates more slowly on a larger context without flash attention (the V cache is
+stored transposed, so every step reads rows strided by the context size), and that cost belongs
+to llama.cpp, not to the loop around it; ``--ctx-effect`` measures it.
 
 Every phase records wall time and resident memory (current and peak within the phase; the peak of
 the ``llama-bench`` child process is polled from /proc). Timings on a shared machine are noisy:
@@ -248,6 +254,8 @@ def raq_figures(completion: Any) -> dict[str, float | None]:
             "prompt_tok_s": completion.prompt_tokens / completion.ttft_s if completion.ttft_s > 0 else None,
             "gen_tok_s": after_first / gen_s if after_first > 0 and gen_s > 0 else None,
             "gen_tok_s_in_decode": c["eval_tokens"] / decode_ms * 1e3 if decode_ms else None,
+            "prompt_tok_s_in_decode": (c["prompt_eval_tokens"] / c["prompt_eval_ms"] * 1e3
+                                       if c.get("prompt_eval_ms") else None),
             "overhead_ms_per_token": ((gen_s * 1e3 - decode_ms) / after_first) if after_first > 0 else None}
 
 
@@ -316,6 +324,17 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
             return raq_figures(highlevel_complete(backend, prompt, args.n_gen))
 
     runners: dict[str, Callable[[], dict[str, Any]]] = {"native": do_native, "raq": do_raq, "highlevel": do_high}
+    other = None
+    if args.ctx_effect:
+        with Phase("load", model=f"{name} n_ctx {args.ctx_effect}"):
+            other = LlamaBackend(path, n_ctx=args.ctx_effect, n_batch=512, n_threads=args.threads, seed=0)
+        native_loop(other, tokens, 4)  # untimed warm-up
+
+        def do_other() -> dict[str, Any]:
+            with Phase("native-ctx", model=name):
+                return native_loop(other, tokens, args.n_gen)
+
+        runners["native-ctx"] = do_other
     if have_bench:
         runners = {"llama-bench": do_bench, **runners}
     samples: dict[str, list[dict[str, Any]]] = {k: [] for k in runners}
@@ -325,6 +344,8 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
             samples[key].append(runners[key]())
         print(f"  {name}: round {rep + 1}/{args.repetitions} done", file=sys.stderr, flush=True)
     backend.close()
+    if other is not None:
+        other.close()
 
     tg_d = f"tg{args.n_gen}@d{n_prompt}"
     # per-round ratios (same round = same machine state), then their median
@@ -342,15 +363,24 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
             add("raq_gen_vs_llama_bench_tg", raq["gen_tok_s"], lb[f"tg{args.n_gen}"])
             add("highlevel_gen_vs_llama_bench_tg_at_depth", high["gen_tok_s"], lb[tg_d])
             add("native_gen_vs_llama_bench_tg_at_depth", nat["gen_tok_s"], lb[tg_d])
+        # raq's speed against the speed of its own llama_decode calls (llama.cpp's perf counters):
+        # the same calls on the same context in the same seconds, so machine noise cancels
+        add("raq_gen_vs_its_decode_calls", raq["gen_tok_s"], raq["gen_tok_s_in_decode"])
+        add("raq_prompt_vs_its_decode_calls", raq["prompt_tok_s"], raq["prompt_tok_s_in_decode"])
         add("raq_prompt_vs_native", raq["prompt_tok_s"], nat["prompt_tok_s"])
         add("raq_gen_vs_native", raq["gen_tok_s"], nat["gen_tok_s"])
         add("highlevel_gen_vs_native", high["gen_tok_s"], nat["gen_tok_s"])
         add("raq_gen_vs_highlevel", raq["gen_tok_s"], high["gen_tok_s"])
+        if other is not None:
+            wide = samples["native-ctx"][r]
+            add("native_ctx_effect_prompt", wide["prompt_tok_s"], nat["prompt_tok_s"])
+            add("native_ctx_effect_gen", wide["gen_tok_s"], nat["gen_tok_s"])
 
     def med(key: str, field: str) -> float | None:
         return median([s.get(field) for s in samples[key]])
 
     summary = {"model": name, "path": str(path), "prompt_tokens": n_prompt, "gen_tokens": args.n_gen,
+               "n_ctx": backend.n_ctx, "ctx_effect_n_ctx": other.n_ctx if other is not None else None,
                "raq_prompt_tok_s": med("raq", "prompt_tok_s"), "raq_gen_tok_s": med("raq", "gen_tok_s"),
                "raq_gen_tok_s_in_decode": med("raq", "gen_tok_s_in_decode"),
                "raq_overhead_ms_per_token": med("raq", "overhead_ms_per_token"),
@@ -360,6 +390,9 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
                "native_gen_tok_s_wall": med("native", "gen_tok_s_wall"),
                "native_sample_ms_per_token": med("native", "sample_ms_per_token"),
                "raq_generated_tokens": [s["gen_tokens"] for s in samples["raq"]]}
+    if other is not None:
+        summary.update({"native_ctx_prompt_tok_s": med("native-ctx", "prompt_tok_s"),
+                        "native_ctx_gen_tok_s": med("native-ctx", "gen_tok_s")})
     if have_bench:
         summary.update({"llama_bench_pp_tok_s": med("llama-bench", f"pp{n_prompt}"),
                         "llama_bench_tg_tok_s": med("llama-bench", f"tg{args.n_gen}"),
@@ -373,20 +406,13 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
 
 def batched_questions(args: argparse.Namespace) -> list[Any]:
     """``--questions`` SQuAD v1.1 dev questions: a seeded random sample (almost every question
-    about a different paragraph), or, with ``--batched-sample shared-context``, ``--parallel``
-    questions about each of several seeded random paragraphs (SQuAD asks about 5 per paragraph)."""
-    import random
-
+    about a different paragraph), or, with ``--batched-sample shared-context``, the cluster sample
+    a study draws with ``data.per_context: --parallel`` (random paragraphs, up to that many
+    questions each; SQuAD asks about 5 per paragraph)."""
     from raq.dataset import load_questions
 
-    if args.batched_sample == "random":
-        return load_questions("squad-v1.1-dev", n=args.questions, seed=1)
-    by_context: dict[str, list[Any]] = {}
-    for q in load_questions("squad-v1.1-dev"):
-        by_context.setdefault(q.context, []).append(q)
-    rich = [qs for qs in by_context.values() if len(qs) >= args.parallel]
-    picked = random.Random(1).sample(rich, args.questions // args.parallel)
-    return [q for qs in picked for q in qs[:args.parallel]]
+    per_context = 1 if args.batched_sample == "random" else args.parallel
+    return load_questions("squad-v1.1-dev", n=args.questions, seed=1, per_context=per_context)
 
 
 def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -486,7 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, as raq)")
     parser.add_argument("--n-prompt", type=int, default=512)
     parser.add_argument("--n-gen", type=int, default=128)
-    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--n-ctx", type=int, default=None,
+                        help="context of raq's model (default: P + G, the context llama-bench gives tg@dP)")
+    parser.add_argument("--ctx-effect", type=int, default=None, metavar="N_CTX",
+                        help="also run the native loop on a context of N_CTX cells (e.g. 2048, a study's): "
+                             "what the context size alone costs llama.cpp")
     parser.add_argument("--build-llama-bench", action="store_true", help="build llama-bench if it is missing")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="build jobs")
     parser.add_argument("--no-llama-bench", action="store_true", help="only the in-process measurements")
@@ -500,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="random SQuAD questions, or --parallel questions about each of several paragraphs")
     args = parser.parse_args(argv)
     args.threads = args.threads or os.cpu_count() or 1
+    args.n_ctx = args.n_ctx or args.n_prompt + args.n_gen
 
     import llama_cpp
 
@@ -539,24 +570,40 @@ def main(argv: list[str] | None = None) -> int:
     # -- print -----------------------------------------------------------------------------------
     print(f"\nllama-cpp-python {llama_cpp.__version__}, {args.threads} threads, {os.cpu_count()} cores, "
           f"load average {report['machine']['load_avg_start'][0]:.1f} -> {report['machine']['load_avg_end'][0]:.1f}")
-    print(f"P = prompt tokens, G = {args.n_gen} generated tokens; medians of {args.repetitions} interleaved rounds; "
+    print(f"P = prompt tokens, G = {args.n_gen} generated tokens; raq's context {args.n_ctx} cells "
+          f"(llama-bench's tg{args.n_gen}@dP: P + G); medians of {args.repetitions} interleaved rounds; "
           "ratios are medians of per-round ratios\n")
-    head = ("model", "P", "pp lb", "pp raq", "ratio", "tg lb", "tg lb@dP", "tg native", "tg raq", "raq/lb@dP",
-            "raq/native", "tg high", "high/lb@dP", "ovh ms/tok", "high ovh")
+    head = ("model", "P", "pp lb", "pp raq", "ratio", "pp raq/calls", "tg lb", "tg lb@dP", "tg native", "tg raq",
+            "raq/lb@dP", "raq/native", "tg raq/calls", "tg high", "high/lb@dP", "ovh ms/tok", "high ovh")
     rows = []
     for m in report["models"]:
         s, r = m["summary"], m["summary"]["ratios"]
         rows.append((s["model"], str(s["prompt_tokens"]), fmt(s.get("llama_bench_pp_tok_s")), fmt(s["raq_prompt_tok_s"]),
-                     fmt(r.get("raq_prompt_vs_llama_bench"), 2), fmt(s.get("llama_bench_tg_tok_s")),
+                     fmt(r.get("raq_prompt_vs_llama_bench"), 2), fmt(r.get("raq_prompt_vs_its_decode_calls"), 3),
+                     fmt(s.get("llama_bench_tg_tok_s")),
                      fmt(s.get("llama_bench_tg_at_depth_tok_s")), fmt(s["native_gen_tok_s"]), fmt(s["raq_gen_tok_s"]),
                      fmt(r.get("raq_gen_vs_llama_bench_tg_at_depth"), 2), fmt(r.get("raq_gen_vs_native"), 2),
-                     fmt(s["highlevel_gen_tok_s"]), fmt(r.get("highlevel_gen_vs_llama_bench_tg_at_depth"), 2),
+                     fmt(r.get("raq_gen_vs_its_decode_calls"), 3), fmt(s["highlevel_gen_tok_s"]), fmt(r.get("highlevel_gen_vs_llama_bench_tg_at_depth"), 2),
                      fmt(s["raq_overhead_ms_per_token"], 2), fmt(s["highlevel_overhead_ms_per_token"], 2)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-    print("\n(lb = llama-bench; tok/s; 'ovh ms/tok' = generation wall time per token outside llama_decode)")
+    print("\n(lb = llama-bench; tok/s; 'raq/calls' = raq's speed / the speed of its own llama_decode calls "
+          "(llama.cpp's perf counters, same calls, same seconds: what raq's loop costs, free of machine noise); "
+          "'ovh ms/tok' = generation wall time per token outside llama_decode)")
+    for m in report["models"]:
+        rounds = m["summary"]["ratio_rounds"]
+        print(f"per-round raq/lb@dP, {m['summary']['model']}: "
+              + ", ".join(fmt(v, 2) for v in rounds.get("raq_gen_vs_llama_bench_tg_at_depth", [])))
+    for m in report["models"]:
+        s, r = m["summary"], m["summary"]["ratios"]
+        if s.get("ctx_effect_n_ctx"):
+            print(f"context size, {s['model']}: llama.cpp's native loop on {s['ctx_effect_n_ctx']} cells vs "
+                  f"{s['n_ctx']}: prompt {fmt(s['native_ctx_prompt_tok_s'])} vs {fmt(s['native_prompt_tok_s'])} "
+                  f"tok/s ({fmt(r.get('native_ctx_effect_prompt'), 2)}), generation "
+                  f"{fmt(s['native_ctx_gen_tok_s'])} vs {fmt(s['native_gen_tok_s'])} tok/s "
+                  f"({fmt(r.get('native_ctx_effect_gen'), 2)})")
     b = report["batched"]
     if b:
         per_round = ", ".join(f"{r['speedup']:.2f}" for r in b["rounds"])

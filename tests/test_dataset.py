@@ -83,6 +83,39 @@ def test_sampling_is_seeded():
     assert load_questions("squad-v1.1-dev", n=5) == load_questions("squad-v1.1-dev", n=5, seed=2024)
 
 
+def test_cluster_sample_draws_up_to_k_questions_per_paragraph(tmp_path):
+    rows = [{**flat(i), "context": f"paragraph {i // 5}"} for i in range(40)]  # 8 paragraphs x 5 questions
+    rows += [{**flat(40), "context": "a lone paragraph"}]
+    path = write_jsonl(tmp_path / "clustered.jsonl", rows)
+    picked = load_questions(str(path), n=10, seed=3, per_context=3)
+    assert len(picked) == 10 and len({q.question_id for q in picked}) == 10
+    by_context: dict[str, list[str]] = {}
+    for q in picked:
+        by_context.setdefault(q.context, []).append(q.question_id)
+    sizes = [len(ids) for ids in by_context.values()]
+    assert max(sizes) <= 3
+    # whole paragraphs of 3 (a lone one gives 1) until n; only the last may be cut short
+    assert sum(size == 3 for size in sizes) >= 2 and len(by_context) <= 10
+    # each paragraph's questions come together, in file order
+    order = [q.question_id for q in picked]
+    for ids in by_context.values():
+        first = order.index(ids[0])
+        assert order[first:first + len(ids)] == ids == sorted(ids, key=lambda x: int(x[1:]))
+    assert [q.question_id for q in load_questions(str(path), n=10, seed=3, per_context=3)] == order
+    assert [q.question_id for q in load_questions(str(path), n=10, seed=4, per_context=3)] != order
+    # per_context=1 is the simple random sample, unchanged
+    assert load_questions(str(path), n=10, seed=3, per_context=1) == load_questions(str(path), n=10, seed=3)
+    with pytest.raises(DatasetError, match="per_context"):
+        load_questions(str(path), n=10, per_context=0)
+
+
+def test_cluster_sample_of_the_bundled_file():
+    picked = load_questions("squad-v1.1-dev", n=24, seed=1, per_context=4)
+    contexts = [q.context for q in picked]
+    assert len(picked) == 24 and len(set(contexts)) < 24
+    assert all(contexts.count(c) <= 4 for c in contexts)
+
+
 def test_n_too_large(tmp_path):
     path = write_jsonl(tmp_path / "small.jsonl", [flat(i) for i in range(3)])
     assert len(load_questions(str(path), n=3)) == 3

@@ -17,12 +17,12 @@ pytestmark = pytest.mark.integration
 N_QUESTIONS = 3
 
 
-def study_config(tmp_path: Path, **generation) -> Path:
+def study_config(tmp_path: Path, data: dict | None = None, **generation) -> Path:
     for name in ("smollm2-135m-instruct", "gemma-3-270m", "qwen2.5-coder-0.5b-instruct"):
         demo_model(name)
     config = {
         "name": "it", "out_dir": str(tmp_path / "runs"), "models_dir": str(MODELS_DIR),
-        "data": {"source": "squad-v1.1-dev", "n_questions": N_QUESTIONS, "seed": 7},
+        "data": {"source": "squad-v1.1-dev", "n_questions": N_QUESTIONS, "seed": 7, **(data or {})},
         "generation": {"n_ctx": 1024, "max_tokens": 24, **generation},
         "models": [{"id": "smollm2", "gguf": "smollm2-135m-instruct"},
                    {"id": "gemma", "gguf": "gemma-3-270m", "prompt_format": "completion"}],
@@ -195,3 +195,19 @@ def test_throughput_mode_labels_batched_answers_and_keeps_them_apart(finished_ru
     # a batched run cannot be resumed as a single-sequence one: the two kinds never mix in a run
     assert main(["run", "--config", str(study_config(tmp_path)), "--resume", str(results.run_dir), "--quiet"]) == 2
     assert "generation.n_parallel" in capsys.readouterr().err
+
+
+def test_questions_about_one_paragraph_share_its_prompt_in_throughput_mode(tmp_path):
+    import raq
+
+    config = study_config(tmp_path, data={"per_context": N_QUESTIONS}, n_parallel=N_QUESTIONS)
+    results = raq.evaluate(config, judge=False, progress=False)
+    assert len({q.context for q in results.questions}) == 1  # a cluster sample: one paragraph
+    answers = lines(results.run_dir / "answers.jsonl")
+    assert len(answers) == 2 * N_QUESTIONS
+    context = results.questions[0].context
+    for a in answers:
+        before_question = a["prompt"][:a["prompt"].index(context) + len(context)]
+        # everything up to the end of the paragraph was decoded once for the three questions
+        assert a["counters"]["shared_prefix_tokens"] >= len(before_question) // 8
+        assert a["counters"]["shared_prefix_tokens"] < a["prompt_tokens"]

@@ -352,3 +352,46 @@ def test_speed_is_not_compared_across_decoding_modes():
     assert "note" not in mixed["f1"]
     same = statistics(table.assign(decoding="single"), alpha=0.05, seed=1)["metrics"]
     assert "note" not in same["ttft_s"] and "note" not in same["generation_tok_s"]
+
+
+def test_questions_sharing_paragraphs_are_also_tested_with_paragraphs_as_blocks():
+    import pandas as pd
+
+    from raq.analysis import statistics
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for q in range(24):
+        paragraph = f"p{q // 4}"  # 6 paragraphs x 4 questions
+        ranks = rng.permutation([1.0, 2.0, 3.0])
+        for m, rank in zip("abc", ranks):
+            rows.append({"question_id": f"q{q}", "paragraph": paragraph, "model_id": m, "rank": rank, "judged": True,
+                         "f1": rng.random(), "em": 0.0, "words": 3, "ttft_s": rng.random(),
+                         "generation_tok_s": rng.random(), "decoding": "single"})
+    table = pd.DataFrame(rows)
+    result = statistics(table, alpha=0.05, seed=1)
+    by = result["by_paragraph"]
+    assert by["questions"] == 24 and by["paragraphs"] == 6 and by["n_questions"] == 6
+    # the blocks are paragraph means of the ranks: Friedman on them by hand (scipy)
+    means = table.groupby(["paragraph", "model_id"])["rank"].mean().unstack()
+    expected = stats.friedmanchisquare(*means.to_numpy().T).pvalue
+    assert by["blocked"]["friedman"]["p_value"] == pytest.approx(expected)
+    assert "not independent" in by["note"]
+    # one question per paragraph: nothing extra
+    alone = statistics(table.assign(paragraph=table["question_id"]), alpha=0.05, seed=1)
+    assert alone["by_paragraph"] is None
+    # both reports show the paragraph-blocked test when there is one, and only then
+    from types import SimpleNamespace
+
+    from raq.html_report import _statistics
+    from raq.report import summary_markdown
+
+    summary = pd.DataFrame({"answers": [24, 24, 24]}, index=["a", "b", "c"])
+    manifest = {"config": {"data": {"source": "squad-v1.1-dev", "seed": 1, "per_context": 4}}}
+    text = summary_markdown(manifest, summary, result)
+    assert "up to 4 per paragraph" in text and "24 questions share 6 paragraphs" in text
+    assert f"p = {by['blocked']['friedman']['p_value']:.3g}" in text
+    assert "paragraphs as blocks" not in summary_markdown({"config": {}}, summary, alone)
+    html = _statistics(SimpleNamespace(stats=result))
+    assert "Paragraphs as blocks (24 questions about 6 paragraphs)" in html
+    assert "Paragraphs as blocks" not in _statistics(SimpleNamespace(stats=alone))

@@ -8,6 +8,7 @@ judged, never dropped silently.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,6 +37,11 @@ def verdicts(judgements: Sequence[Judgement], orders: Mapping[str, int]) -> dict
     return complete
 
 
+def paragraph_id(context: str) -> str:
+    """A short stable id of a question's context (questions about one paragraph share it)."""
+    return hashlib.sha1(context.encode("utf-8")).hexdigest()[:12]
+
+
 def results_table(questions: Sequence[Question], answers: Sequence[Answer], judgements: Sequence[Judgement],
                   orders: Mapping[str, int]) -> pd.DataFrame:
     """One row per question x model, every metric a column. ``orders`` maps each judge id
@@ -55,6 +61,7 @@ def results_table(questions: Sequence[Question], answers: Sequence[Answer], judg
         shown = first_order.get((answer.question_id, judge_ids[0]), [])
         row = {
             "question_id": answer.question_id, "model_id": answer.model_id,
+            "paragraph": paragraph_id(question.context),
             **{column: data[column] for column in ANSWER_COLUMNS},
             "em": exact_match(answer.text, question.gold_answers),
             "f1": f1(answer.text, question.gold_answers),
@@ -94,6 +101,26 @@ def model_summary(table: pd.DataFrame, model_order: Sequence[str]) -> pd.DataFra
     return summary.loc[order]
 
 
+def paragraph_statistics(judged: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any] | None:
+    """The rank tests again with each paragraph as one block (each model's ranks averaged over the
+    paragraph's questions), when several questions share a paragraph: such questions are not
+    independent blocks, paragraphs are. None when every question has its own paragraph."""
+    from .stats import rank_statistics
+
+    if "paragraph" not in judged or judged.empty:
+        return None
+    n_questions, n_paragraphs = judged["question_id"].nunique(), judged["paragraph"].nunique()
+    if n_paragraphs == n_questions:
+        return None
+    per_paragraph = (judged.groupby(["paragraph", "model_id"], as_index=False)["rank"].mean()
+                     .rename(columns={"paragraph": "question_id"}))
+    result = rank_statistics(per_paragraph, value="rank", alpha=alpha, seed=seed)
+    result.update(questions=int(n_questions), paragraphs=int(n_paragraphs),
+                  note="questions about the same paragraph are not independent: each paragraph is one block "
+                       "(mean rank over its questions); the per-question tests overstate the evidence")
+    return result
+
+
 METRICS_TESTED = ("f1", "em", "words", "ttft_s", "generation_tok_s")
 #: Timings: comparable between models only when every model was decoded the same way.
 SPEED_METRICS = ("ttft_s", "generation_tok_s")
@@ -110,6 +137,7 @@ def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
     result = rank_statistics(judged[["question_id", "model_id", "rank"]], value="rank", alpha=alpha, seed=seed)
     result["questions_total"] = int(questions)
     result["questions_not_judged"] = int(questions - judged["question_id"].nunique())
+    result["by_paragraph"] = paragraph_statistics(judged, alpha=alpha, seed=seed)
     try:
         result["power"] = study_power(result, seed=seed)
     except ValueError as error:

@@ -32,6 +32,9 @@ class DataConfig(_Strict):
     split: str = "validation"
     n_questions: int = Field(60, ge=1)
     seed: int = 2024
+    per_context: int = Field(
+        1, ge=1, description="questions per paragraph: 1 = a simple random sample of questions; k > 1 = random "
+                             "paragraphs, up to k questions each (throughput mode reads each paragraph once for them)")
 
 
 class ModelConfig(_Strict):

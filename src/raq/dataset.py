@@ -34,7 +34,7 @@ Records = tuple[list[dict[str, Any]], Callable[[int], str]]  # rows, and row ind
 
 
 def load_questions(
-    source: str, split: str = "validation", n: int | None = None, seed: int = 2024
+    source: str, split: str = "validation", n: int | None = None, seed: int = 2024, per_context: int = 1
 ) -> list[Question]:
     """Load the answerable questions of ``source``, all in file order or ``n`` of them sampled.
 
@@ -46,6 +46,12 @@ def load_questions(
     the record in file order, counting every record. With ``n``, the questions are
     ``random.Random(seed).sample`` of the indices, in drawn order, so the same
     ``(source, n, seed)`` always gives the same questions.
+
+    ``per_context > 1`` draws a cluster sample instead: paragraphs in random order, up to
+    ``per_context`` questions of each (a random subset, in file order), until ``n`` questions
+    (the last paragraph may give fewer). Questions about one paragraph share their prompt up to
+    the question, which throughput mode reads once; they are not independent, which the analysis
+    accounts for (:func:`raq.analysis.statistics`).
     """
     _, path = _resolve(source, split)
     if path is None:
@@ -62,7 +68,26 @@ def load_questions(
         return questions
     if n < 0 or n > len(questions):
         raise DatasetError(f"{where}: cannot sample {n} questions, {len(questions)} are available")
-    return [questions[i] for i in random.Random(seed).sample(range(len(questions)), n)]
+    if per_context < 1:
+        raise DatasetError(f"{where}: per_context must be at least 1, not {per_context}")
+    if per_context == 1:
+        return [questions[i] for i in random.Random(seed).sample(range(len(questions)), n)]
+    return _cluster_sample(questions, n, per_context, random.Random(seed))
+
+
+def _cluster_sample(questions: list[Question], n: int, per_context: int, rng: random.Random) -> list[Question]:
+    """Up to ``per_context`` questions from each of randomly ordered paragraphs, ``n`` in all."""
+    by_context: dict[str, list[int]] = {}
+    for i, question in enumerate(questions):
+        by_context.setdefault(question.context, []).append(i)
+    groups = list(by_context.values())
+    picked: list[Question] = []
+    for group in rng.sample(groups, len(groups)):
+        take = min(per_context, len(group), n - len(picked))
+        picked.extend(questions[i] for i in sorted(rng.sample(group, take)))
+        if len(picked) == n:
+            break
+    return picked
 
 
 def describe_source(source: str, split: str) -> dict[str, Any]:

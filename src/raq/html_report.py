@@ -205,7 +205,24 @@ def _statistics(results: Results) -> str:
                if pairs else "")
             + notes(blocked) + f'<p class="note">Kendall\'s W: {esc(fr.get("kendalls_w_ties"))}. Effect size r: '
             f'{esc(wil.get("effect_size_convention"))}. Wilcoxon: {esc(wil.get("method"))}. Nemenyi p-values are '
-            "single-step (not Holm-adjusted).</p></section>")
+            "single-step (not Holm-adjusted).</p>" + _by_paragraph(stats, pairs, p) + "</section>")
+
+
+def _by_paragraph(stats: dict[str, Any], pairs: list[tuple[str, str]], p: Any) -> str:
+    """The blocked tests with paragraphs as blocks, when questions share paragraphs."""
+    by = stats.get("by_paragraph") or {}
+    if not by.get("blocked"):
+        return ""
+    alpha, fr, wil = stats.get("alpha", 0.05), by["blocked"]["friedman"], by["blocked"]["wilcoxon_holm"]
+    return (f"<h3>Paragraphs as blocks ({fmt(by.get('questions'))} questions about {fmt(by.get('paragraphs'))} "
+            "paragraphs)</h3>"
+            f'<p class="note">{esc(by.get("note"))}.</p>'
+            + table(["test", "statistic", "df", "p", "Kendall's W"],
+                    [["Friedman χ²", fmt(fr.get("statistic")), fmt(fr.get("df")), _pval(fr.get("p_value"), alpha),
+                      fmt(fr.get("kendalls_w"))]], (1, 2, 3, 4))
+            + (table(["model A", "model B", "Wilcoxon p (Holm)", "effect size r"],
+                     [[esc(a), esc(b), p(wil, a, b), fmt((wil.get("effect_size") or {}).get(a, {}).get(b))]
+                      for a, b in pairs], (2, 3)) if pairs else ""))
 
 
 def _judges(results: Results) -> list[dict[str, Any]]:

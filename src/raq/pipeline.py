@@ -118,7 +118,8 @@ def load_study_questions(config: RunConfig) -> list[Question]:
     from .dataset import load_questions
 
     data = config.data
-    return load_questions(data.source, split=data.split, n=data.n_questions, seed=data.seed)
+    return load_questions(data.source, split=data.split, n=data.n_questions, seed=data.seed,
+                          per_context=data.per_context)
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

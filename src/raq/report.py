@@ -46,6 +46,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _per_context(config: dict[str, Any]) -> str:
+    k = config.get("data", {}).get("per_context", 1)
+    return f", up to {k} per paragraph" if k and k > 1 else ""
+
+
 def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dict[str, Any]) -> str:
     """A short human-readable account of the run."""
     config = manifest.get("config", {})
@@ -54,7 +59,7 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
                            for j in judges)
     lines = [f"# raq run: {config.get('name', '')}", "",
              f"- questions: {stats.get('questions_total')} from {config.get('data', {}).get('source')} "
-             f"(seed {config.get('data', {}).get('seed')}); judged: {stats.get('n_questions')}, "
+             f"(seed {config.get('data', {}).get('seed')}{_per_context(config)}); judged: {stats.get('n_questions')}, "
              f"not judged (failed judgements): {stats.get('questions_not_judged')}",
              f"- generation protocol: {config.get('generation', {}).get('protocol')}; judges: {judge_text}",
              f"- answers: {int(summary['answers'].sum())}; judgements failed after retries: "
@@ -70,6 +75,13 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
               f"- Friedman (questions as blocks, the correct design for within-question ranks): "
               f"chi2 = {_fmt(friedman.get('statistic'))}, p = {_fmt(friedman.get('p_value'))}, "
               f"Kendall's W = {_fmt(friedman.get('kendalls_w'))}", ""]
+    by_paragraph = stats.get("by_paragraph") or {}
+    if by_paragraph:
+        pf = by_paragraph.get("blocked", {}).get("friedman", {})
+        lines[-1:-1] = [f"- Friedman with paragraphs as blocks ({by_paragraph.get('questions')} questions share "
+                        f"{by_paragraph.get('paragraphs')} paragraphs; ranks averaged per paragraph): "
+                        f"chi2 = {_fmt(pf.get('statistic'))}, p = {_fmt(pf.get('p_value'))}: the per-question "
+                        "tests count related questions as independent and overstate the evidence"]
     for title, matrix in (("Dunn's test, Holm-adjusted (reference study)", paper.get("dunn_holm", {})),
                           ("Wilcoxon signed-rank, Holm-adjusted (paired)", blocked.get("wilcoxon_holm", {}))):
         p_values = matrix.get("p_values") or {}
