@@ -117,7 +117,7 @@ def paragraph_statistics(judged: pd.DataFrame, alpha: float, seed: int) -> dict[
     result = rank_statistics(per_paragraph, value="rank", alpha=alpha, seed=seed)
     result.update(questions=int(n_questions), paragraphs=int(n_paragraphs),
                   note="questions about the same paragraph are not independent: each paragraph is one block "
-                       "(mean rank over its questions); the per-question tests overstate the evidence")
+                       "(mean rank over its questions); the per-question tests may overstate the evidence")
     return result
 
 

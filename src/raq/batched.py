@@ -144,7 +144,10 @@ class BatchedGenerator:
                                   else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)  # as LlamaBackend
         params.no_perf = False
         params.embeddings = False
-        self._ctx = lib.llama_init_from_model(self._model.model, params)
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        with suppress_stdout_stderr(disable=False):  # llama.cpp's warnings, as in LlamaBackend
+            self._ctx = lib.llama_init_from_model(self._model.model, params)
         if self._ctx is None:
             raise BackendError(f"llama.cpp could not create a batched context (n_ctx {params.n_ctx}, "
                                f"{n_parallel} sequences) for {backend.path}")

@@ -61,12 +61,17 @@ class LlamaBackend:
         self._lib = llama_cpp
         self.path = Path(path)
         self.n_threads = n_threads or os.cpu_count() or 1
+        from llama_cpp._utils import suppress_stdout_stderr
+
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
-                n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers,
-                seed=seed, logits_all=False, verbose=False,
-            )
+            # verbose=False leaves llama.cpp's warnings on stderr (llama-cpp-python maps ggml's
+            # WARN level to ERROR); loading problems still raise, with the reason below
+            with suppress_stdout_stderr(disable=False):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                    n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers,
+                    seed=seed, logits_all=False, verbose=False,
+                )
         except (ValueError, RuntimeError) as error:
             raise BackendError(f"llama.cpp could not load {self.path}: {error}") from error
         self.template_override = chat_template

@@ -81,7 +81,7 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
         lines[-1:-1] = [f"- Friedman with paragraphs as blocks ({by_paragraph.get('questions')} questions share "
                         f"{by_paragraph.get('paragraphs')} paragraphs; ranks averaged per paragraph): "
                         f"chi2 = {_fmt(pf.get('statistic'))}, p = {_fmt(pf.get('p_value'))}: the per-question "
-                        "tests count related questions as independent and overstate the evidence"]
+                        "tests count related questions as independent and may overstate the evidence"]
     for title, matrix in (("Dunn's test, Holm-adjusted (reference study)", paper.get("dunn_holm", {})),
                           ("Wilcoxon signed-rank, Holm-adjusted (paired)", blocked.get("wilcoxon_holm", {}))):
         p_values = matrix.get("p_values") or {}
