@@ -64,8 +64,8 @@ class LlamaBackend:
         from llama_cpp._utils import suppress_stdout_stderr
 
         try:
-            # verbose=False leaves llama.cpp's warnings on stderr (llama-cpp-python maps ggml's
-            # WARN level to ERROR); loading problems still raise, with the reason below
+            # verbose=False still lets llama.cpp's warnings through (llama-cpp-python maps ggml's
+            # WARN level to ERROR); a failed load still raises and is reported below
             with suppress_stdout_stderr(disable=False):
                 self._llm = llama_cpp.Llama(
                     model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
