@@ -64,7 +64,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BackendError
 from .llama_backend import Completion, LlamaBackend, PromptTooLong, Sampling
-from .llama_native import NativeBatch, greedy_token, is_plain_greedy, make_sampler, stop_cut, token_piece
+from .llama_native import (NativeBatch, greedy_token, is_plain_greedy, make_sampler, quiet, stop_cut,
+                           token_piece)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generator import Generator
@@ -144,9 +145,7 @@ class BatchedGenerator:
                                   else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)  # as LlamaBackend
         params.no_perf = False
         params.embeddings = False
-        from llama_cpp._utils import suppress_stdout_stderr
-
-        with suppress_stdout_stderr(disable=False):  # llama.cpp's warnings, as in LlamaBackend
+        with quiet():
             self._ctx = lib.llama_init_from_model(self._model.model, params)
         if self._ctx is None:
             raise BackendError(f"llama.cpp could not create a batched context (n_ctx {params.n_ctx}, "

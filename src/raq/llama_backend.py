@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendError
-from .llama_native import NativeBatch, greedy_token, is_plain_greedy, make_sampler, stop_cut, token_piece
+from .llama_native import (NativeBatch, greedy_token, is_plain_greedy, make_sampler, quiet, stop_cut,
+                           token_piece)
 
 
 @dataclass
@@ -61,12 +62,8 @@ class LlamaBackend:
         self._lib = llama_cpp
         self.path = Path(path)
         self.n_threads = n_threads or os.cpu_count() or 1
-        from llama_cpp._utils import suppress_stdout_stderr
-
         try:
-            # verbose=False still lets llama.cpp's warnings through (llama-cpp-python maps ggml's
-            # WARN level to ERROR); a failed load still raises and is reported below
-            with suppress_stdout_stderr(disable=False):
+            with quiet():
                 self._llm = llama_cpp.Llama(
                     model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
                     n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers,

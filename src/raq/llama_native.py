@@ -1,6 +1,6 @@
 """Thin helpers over llama.cpp's low-level C API (through llama-cpp-python's ctypes bindings)
 that raq's decoding loops share: a reusable ``llama_batch``, native sampler chains, the greedy
-pick, token pieces and stop strings."""
+pick, token pieces, stop strings, and quiet model/context creation."""
 
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: llama-cpp-python's ``Llama`` default for the repeat-penalty window.
 PENALTY_LAST_N = 64
+
+
+def quiet() -> Any:
+    """A context manager that keeps llama.cpp's messages off stdout/stderr while a model or
+    context is created: ``verbose=False`` still lets its warnings through (llama-cpp-python maps
+    ggml's WARN level to ERROR). Failures still raise."""
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    return suppress_stdout_stderr(disable=False)
+
 def stop_cut(text_bytes: bytes | bytearray, stop: Sequence[str]) -> int | None:
     """Where the earliest stop string begins in the text so far, or None. Stops count only once
     the answer has begun (leading whitespace skipped), as in :meth:`~raq.llama_backend.LlamaBackend.complete`."""
