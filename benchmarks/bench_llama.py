@@ -18,7 +18,7 @@ For every model (the demo GGUFs by default), interleaved over ``--repetitions`` 
 * ``highlevel``     llama-cpp-python's high-level ``Llama.generate`` on the same prompt, timed the
                     same way (what a loop on the high-level API costs; raq's loop replaced it).
 
-Then the batched throughput mode (``raq.batched.BatchedGenerator``) against ``LlamaBackend.complete``
+Then the batched throughput mode (``raq.backends.llama_batched.BatchedDecoder``) against ``LlamaBackend.complete``
 on real SQuAD questions (``--batched-model``, 24 questions, ``max_tokens`` 64), in ABBA order:
 answers per second, the speed-up, and the rate of answers identical to single-sequence greedy.
 
@@ -48,8 +48,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
@@ -183,31 +184,33 @@ def exact_prompt(backend: Any, n_tokens: int) -> tuple[str, int]:
     head = "Count upward from one, writing every number, separated by commas: 1"
     parts = [head]
     i = 1
-    while backend.count_tokens("".join(parts), special=False) < n_tokens:
+    def count(text: str) -> int:
+        return len(backend.tokenize(text, special=False))
+
+    while count("".join(parts)) < n_tokens:
         i += 1
         parts.append(f", {i}")
-    while backend.count_tokens("".join(parts), special=False) > n_tokens and len(parts) > 1:
+    while count("".join(parts)) > n_tokens and len(parts) > 1:
         parts.pop()
     text = "".join(parts) + ","
-    if backend.count_tokens(text, special=False) > n_tokens:
+    if count(text) > n_tokens:
         text = text[:-1]
-    return text, backend.count_tokens(text, special=False)
+    return text, count(text)
 
 
 def native_loop(backend: Any, tokens: list[int], n_gen: int) -> dict[str, float]:
     """llama.cpp through the C API on raq's own context: prompt in one decode, then ``n_gen``
     single-token decodes with greedy sampling. Speeds from llama.cpp's perf counters (time inside
     llama_decode), and from the wall clock (with sampling and the ctypes calls)."""
-    from raq.llama_native import NativeBatch, make_sampler
-    from raq.llama_backend import Sampling
+    from raq.backends.base import Sampling
+    from raq.backends.llama_native import NativeBatch, make_sampler
 
-    llm, lib = backend._llm, backend._lib
-    ctx = llm._ctx.ctx
+    llm, lib, ctx = backend.llm, backend.lib, backend.ctx
     llm.reset()
     lib.llama_memory_seq_rm(lib.llama_get_memory(ctx), -1, 0, -1)
     lib.llama_perf_context_reset(ctx)
     batch = NativeBatch(lib, len(tokens))
-    sampler = make_sampler(lib, Sampling(temperature=0.0), 0, lib.llama_vocab_n_tokens(llm._model.vocab))
+    sampler = make_sampler(lib, Sampling(temperature=0.0), 0, backend.n_vocab)
     sample_s = 0.0
     try:
         t0 = time.perf_counter()
@@ -270,40 +273,40 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def highlevel_complete(backend: Any, prompt: str, max_tokens: int) -> Any:
     """Greedy generation through llama-cpp-python's ``Llama.generate``, timed like raq's loop."""
-    from raq.llama_backend import Completion
+    from raq.backends.base import Completion
 
-    llm, lib = backend._llm, backend._lib
+    llm, lib, ctx = backend.llm, backend.lib, backend.ctx
     tokens = backend.tokenize(prompt, special=False)
     llm.reset()
-    lib.llama_perf_context_reset(llm._ctx.ctx)
+    lib.llama_perf_context_reset(ctx)
     generated: list[int] = []
     ttft = None
     start = time.perf_counter()
     for token in llm.generate(tokens, temp=0.0, repeat_penalty=1.0):
         if ttft is None:
             ttft = time.perf_counter() - start
-        if lib.llama_vocab_is_eog(llm._model.vocab, token):
+        if lib.llama_vocab_is_eog(backend.vocab, token):
             break
         llm.detokenize([token], prev_tokens=tokens + generated)
         generated.append(token)
         if len(generated) >= max_tokens:
             break
     total = time.perf_counter() - start
-    perf = lib.llama_perf_context(llm._ctx.ctx)
+    perf = lib.llama_perf_context(ctx)
     return Completion(text="", prompt_tokens=len(tokens), generated_tokens=len(generated),
                       ttft_s=ttft if ttft is not None else total, total_s=total, finish_reason="",
                       counters={"eval_ms": perf.t_eval_ms, "eval_tokens": perf.n_eval})
 
 
 def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: bool) -> dict[str, Any]:
-    from raq.llama_backend import LlamaBackend, Sampling
+    from raq.backends.base import Request
+    from raq.backends.llama import LlamaBackend
 
-    greedy = Sampling(temperature=0.0)
     with Phase("load", model=name):
         backend = LlamaBackend(path, n_ctx=args.n_ctx, n_batch=512, n_threads=args.threads, seed=0)
     prompt, n_prompt = exact_prompt(backend, args.n_prompt)
     tokens = backend.tokenize(prompt, special=False)
-    backend.complete("The capital of France is", max_tokens=4, sampling=greedy)  # untimed warm-up
+    backend.complete(Request(prompt="The capital of France is", max_tokens=4))  # untimed warm-up (greedy)
 
     def do_bench() -> dict[str, Any]:
         with Phase("llama-bench", model=name) as ph:
@@ -317,7 +320,7 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
 
     def do_raq() -> dict[str, Any]:
         with Phase("raq", model=name):
-            return raq_figures(backend.complete(prompt, max_tokens=args.n_gen, sampling=greedy))
+            return raq_figures(backend.complete(Request(prompt=prompt, max_tokens=args.n_gen)))
 
     def do_high() -> dict[str, Any]:
         with Phase("highlevel", model=name):
@@ -415,32 +418,54 @@ def batched_questions(args: argparse.Namespace) -> list[Any]:
     return load_questions("squad-v1.1-dev", n=args.questions, seed=1, per_context=per_context)
 
 
+def batched_calls(questions: list[Any]) -> list[list[int]]:
+    """The batched calls of a study's throughput mode: the questions about one context together in
+    a call of their own, so that their shared prefix (the instructions and the whole context,
+    which comes before the question in every prompt) is evaluated once; the lone questions in one
+    call (sharing the instructions)."""
+    by_context: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_context.setdefault(q.context, []).append(i)
+    calls = [idxs for idxs in by_context.values() if len(idxs) > 1]
+    lone = [idxs[0] for idxs in by_context.values() if len(idxs) == 1]
+    return calls + [lone] if lone else calls
+
+
 def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from raq.batched import BatchedGenerator, answer_many
-    from raq.config import GenerationConfig, ModelConfig
-    from raq.generator import Generator
+    from raq.backends.base import Request
+    from raq.backends.llama import LlamaBackend
+    from raq.backends.llama_batched import BatchedDecoder
+    from raq.config import GenerationConfig
+    from raq.prompts import chat_answer_messages
 
     questions = batched_questions(args)
+    max_tokens = args.batched_max_tokens
+    settings = GenerationConfig(max_tokens=max_tokens, n_threads=args.threads)  # a study's defaults
     with Phase("load", model="batched"):
-        generator = Generator(ModelConfig(id="batched", gguf=str(path)),
-                              GenerationConfig(max_tokens=args.batched_max_tokens, n_threads=args.threads), path)
-    prompts = [generator.build_prompt(q)[0] for q in questions]
-    backend, sampling, max_tokens = generator.backend, generator.sampling, args.batched_max_tokens
+        backend = LlamaBackend(path, n_ctx=settings.n_ctx, n_batch=settings.n_batch, n_threads=args.threads,
+                               seed=settings.seed)
+    requests = [Request.chat(chat_answer_messages(q), max_tokens=max_tokens, seed=settings.seed) for q in questions]
+    prompts = [backend.render(r) for r in requests]
+    groups = batched_calls(questions)
     with Phase("batched-setup", model="batched"):
-        batched = BatchedGenerator(backend, n_parallel=args.parallel, kv_unified=args.kv_unified)
-    generator.warm_up()
-    batched.complete_many(["The capital of France is"] * 2, max_tokens=4, sampling=sampling)  # warm-up
+        batched = BatchedDecoder(backend, n_parallel=args.parallel, kv_unified=args.kv_unified)
+    warm_up = Request(prompt="The capital of France is", max_tokens=4)
+    backend.complete(warm_up)
+    batched.complete_many([warm_up] * 2)
 
     def single() -> tuple[float, list[Any]]:
         with Phase("single-sequence", model="batched"):
             t0 = time.perf_counter()
-            out = [generator.answer(q) for q in questions]
+            out = [backend.complete(r) for r in requests]
             return time.perf_counter() - t0, out
 
     def multi() -> tuple[float, list[Any]]:
         with Phase("batched", model="batched"):
             t0 = time.perf_counter()
-            out = answer_many(generator, questions, batched=batched)
+            out: list[Any] = [None] * len(requests)
+            for idxs in groups:
+                for i, completion in zip(idxs, batched.complete_many([requests[i] for i in idxs])):
+                    out[i] = completion
             return time.perf_counter() - t0, out
 
     rounds = []
@@ -477,7 +502,7 @@ def bench_batched(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         print(f"  batched: round {rep + 1}/{args.batched_repetitions}: speed-up {ts / tb:.2f}x, "
               f"identical {sum(same)}/{len(same)}", file=sys.stderr, flush=True)
     batched.close()
-    generator.close()
+    backend.close()
     return {"model": str(path), "n_parallel": args.parallel, "kv_unified": args.kv_unified,
             "questions": len(prompts), "sample": args.batched_sample,
             "distinct_contexts": len({q.context for q in questions}), "max_tokens": max_tokens,
@@ -578,12 +603,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for m in report["models"]:
         s, r = m["summary"], m["summary"]["ratios"]
-        rows.append((s["model"], str(s["prompt_tokens"]), fmt(s.get("llama_bench_pp_tok_s")), fmt(s["raq_prompt_tok_s"]),
+        rows.append((s["model"], str(s["prompt_tokens"]), fmt(s.get("llama_bench_pp_tok_s")),
+                     fmt(s["raq_prompt_tok_s"]),
                      fmt(r.get("raq_prompt_vs_llama_bench"), 2), fmt(r.get("raq_prompt_vs_its_decode_calls"), 3),
                      fmt(s.get("llama_bench_tg_tok_s")),
                      fmt(s.get("llama_bench_tg_at_depth_tok_s")), fmt(s["native_gen_tok_s"]), fmt(s["raq_gen_tok_s"]),
                      fmt(r.get("raq_gen_vs_llama_bench_tg_at_depth"), 2), fmt(r.get("raq_gen_vs_native"), 2),
-                     fmt(r.get("raq_gen_vs_its_decode_calls"), 3), fmt(s["highlevel_gen_tok_s"]), fmt(r.get("highlevel_gen_vs_llama_bench_tg_at_depth"), 2),
+                     fmt(r.get("raq_gen_vs_its_decode_calls"), 3), fmt(s["highlevel_gen_tok_s"]),
+                     fmt(r.get("highlevel_gen_vs_llama_bench_tg_at_depth"), 2),
                      fmt(s["raq_overhead_ms_per_token"], 2), fmt(s["highlevel_overhead_ms_per_token"], 2)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))

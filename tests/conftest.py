@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from raq.models import CATALOG, DEMO_MODELS
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
-
-from raq.models import CATALOG, DEMO_MODELS
 
 DEMO_FILES = {name: CATALOG[name].filename for name in DEMO_MODELS}
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 import raq
 from raq.dataset import BUNDLED, describe_source, load_questions
 from raq.errors import DatasetError

@@ -1,6 +1,8 @@
-"""The HTML report of a real small run: its sections, figures embedded as data URIs, hostile model
-output shown as text, and a real headless Chromium rendering it (skipped locally without
-Chromium, a failure under CI); plus the CSV/parquet exports."""
+"""The HTML report: its sections, figures embedded as data URIs, hostile model output shown as text,
+autoescaping, a run without judgements, and a real headless Chromium rendering it (skipped locally
+without Chromium, a failure under CI). Most tests use a synthetic run built from plain records (no
+model needed); the tests marked integration use a real small run of the demo GGUFs, plus the
+CSV/parquet exports."""
 
 from __future__ import annotations
 
@@ -10,26 +12,266 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
 import raq
 from conftest import MODELS_DIR, demo_model
-from raq.records import Answer, to_dict
-
-pytestmark = pytest.mark.integration
+from raq.analysis import model_summary, results_table, statistics
+from raq.html_report import REPORT_NAME, environment, render_html_report, write_html_report
+from raq.judge_quality import judge_report
+from raq.records import Answer, Judgement, Question, to_dict
 
 CHROMIUM = "/usr/bin/chromium"
 SECTIONS = ("overview", "models", "statistics", "figures", "examples", "failures", "settings")
 HOSTILE = ('<script>alert("pwned")</script></td></tr></table><img src=x onerror=alert(1)> '
            "it's \"quoted\" & \x00\x07\x1b[31mred\x7f\u0085 --> <!-- ]]>")
-SPEED_BLUE = (0x4C, 0x72, 0xB0)  # report.speed_figure's prompt-reading bars
+SPEED_BLUE = (0x4C, 0x72, 0xB0)  # figures.speed_figure's prompt-reading bars
 HOSTILE_REPLY = '</pre><script>document.title="x"</script>{"ranking": ["A"]}\x01'
+HOSTILE_ERROR = 'no ranking in <reply> & "bad"'
+# markupsafe's escapes: " -> &#34;, ' -> &#39;
+ESCAPED_ANSWER = "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;"
+ESCAPED_TAIL = "it&#39;s &#34;quoted&#34; &amp; \\x00\\x07\\x1b[31mred\\x7f\\x85 --&gt; &lt;!-- ]]&gt;"
+ESCAPED_ERROR = "no ranking in &lt;reply&gt; &amp; &#34;bad&#34;"
+ESCAPED_REPLY = "&lt;/pre&gt;&lt;script&gt;document.title=&#34;x&#34;"
 
 
+# --- a synthetic run: plain records, no model -------------------------------------------------
+MODELS = ("smol", "gem", "qwen")
+JUDGE = "judge"
+SEED, ALPHA = 11, 0.05
+
+
+@dataclass
+class SyntheticResults:
+    """The attributes the report reads, as raq's results objects have them."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    questions: list[Question]
+    answers: list[Answer]
+    judgements: list[Judgement]
+    table: pd.DataFrame = field(repr=False)
+    summary: pd.DataFrame = field(repr=False)
+    stats: dict[str, Any] = field(repr=False)
+
+
+def synthetic_answer(question: Question, model: str, n: int, text: str | None = None) -> Answer:
+    text = " ".join(["answer"] * (2 + (n * 7 + len(model)) % 9)) if text is None else text
+    words = len(text.split())
+    total = 0.2 + 0.05 * words + 0.1 * MODELS.index(model)
+    return Answer(question_id=question.question_id, model_id=model, text=text, prompt=f"Q: {question.question}",
+                  template="gguf-chat-template" if model != "gem" else "completion", prompt_tokens=40,
+                  generated_tokens=words + 1, ttft_s=0.05, prompt_s=0.04 + 0.01 * n, generation_s=total - 0.04,
+                  total_s=total, prompt_tok_s=1000.0, generation_tok_s=(words + 1) / (total - 0.04), words=words,
+                  words_paper=words, words_per_s_paper=words / total,
+                  finish_reason="length" if not text else "stop", max_tokens=24)
+
+
+def synthetic_judgements(question: Question, n: int, fail_last_order: bool = False) -> list[Judgement]:
+    """Two orders (rotations) of one judge; ranks vary with the question."""
+    ranking = [MODELS[(n + i) % 3] for i in (0, 1, 2)] if n % 2 else [MODELS[(n + i) % 3] for i in (0, 2, 1)]
+    ranks = {model: float(ranking.index(model) + 1) for model in MODELS}
+    out = []
+    for index in range(2):
+        order = list(MODELS[index:] + MODELS[:index]) if n % 3 else list(reversed(MODELS[index:] + MODELS[:index]))
+        failed = fail_last_order and index == 1
+        out.append(Judgement(question_id=question.question_id, judge_id=JUDGE, protocol="raq", order=order,
+                             labels=["A", "B", "C"], ranks={} if failed else ranks, ok=not failed,
+                             attempts=3 if failed else 1, raw_replies=[HOSTILE_REPLY] * 3 if failed else ['{"r": 1}'],
+                             error=HOSTILE_ERROR if failed else "", seconds=0.5, order_index=index))
+    return out
+
+
+def synthetic_manifest() -> dict[str, Any]:
+    config = {"name": "synthetic <b>run</b>", "data": {"source": "squad-v1.1-dev", "n_questions": 6, "seed": SEED},
+              "stats": {"alpha": ALPHA}, "generation": {"protocol": "raq", "max_tokens": 24},
+              "models": [{"id": "smol", "gguf": "smollm2-135m-instruct"}, {"id": "gem", "gguf": "gemma-3-270m",
+                                                                           "prompt_format": "completion"},
+                         {"id": "qwen", "base_url": "http://127.0.0.1:9/v1", "model": "qwen"}],
+              "judge": {"id": JUDGE, "protocol": "raq", "gguf": "qwen2.5-coder-0.5b-instruct", "orders": 2,
+                        "seed": 2024}}
+    return {"status": "complete", "created": "2024-01-01T00:00:00", "config": config,
+            "data": {"source": "squad-v1.1-dev", "sha256": "d" * 64},
+            "environment": {"python": "3.11", "platform": "Linux", "cpu": "Synthetic CPU 9000", "cpu_count": 2,
+                            "memory_gib": 8, "gpus": [], "packages": {"llama-cpp-python": "0.3.36"}},
+            "models": {"smol": {"path": "/models/smol.gguf", "sha256": "a" * 64, "template": "gguf-chat-template",
+                                "chat_template": "{{ messages }}<script>x</script>"},
+                       "gem": {"path": "/models/gem.gguf", "sha256": "b" * 64, "template": "completion",
+                               "template_note": "no chat template: <completion>"}}}
+
+
+def synthetic_results(run_dir: Path, judged: bool = True, with_stats: bool = True) -> SyntheticResults:
+    """3 models x 6 questions judged in 2 orders; the first question's first answer is HOSTILE, the
+    first answer of the second question is empty (cut at max_tokens), the last question's second
+    order failed with a hostile reply. ``judged=False``: no judgements at all."""
+    questions = [Question(question_id=f"q{n:02d}", question=f"What is <b>{n}</b>?" if n == 0 else f"Question {n}?",
+                          context=f"Context {n // 2} & more.", gold_answers=["answer", "answer"], title=f"T{n}")
+                 for n in range(6)]
+    answers = [synthetic_answer(q, m, n, HOSTILE if (n, m) == (0, "smol") else "" if (n, m) == (1, "gem") else None)
+               for n, q in enumerate(questions) for m in MODELS]
+    judgements = [j for n, q in enumerate(questions) for j in synthetic_judgements(q, n, n == 5)] if judged else []
+    orders = {JUDGE: 2}
+    table = results_table(questions, answers, judgements, orders)
+    summary = model_summary(table, list(MODELS))
+    stats: dict[str, Any] = {}
+    if with_stats:
+        stats = statistics(table, ALPHA, SEED)
+        stats["judging"] = judge_report(judgements, table, orders)
+        stats = json.loads(json.dumps(stats))  # as read back from stats.json
+    return SyntheticResults(run_dir, synthetic_manifest(), questions, answers, judgements, table, summary, stats)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    results = synthetic_results(tmp_path_factory.mktemp("synthetic") / "run")
+    path = write_html_report(results)
+    return results, path, path.read_text(encoding="utf-8")
+
+
+# --- checks shared by the synthetic and the real runs -------------------------------------------
+def figures(results) -> int:
+    """Reference bars, rank distribution, speed, and position bias when the successful
+    judgements saw the answers in more than one order (raq's protocol shuffles them)."""
+    return 3 + (len({tuple(j.order) for j in results.judgements if j.ok}) > 1)
+
+
+def check_figures(results, text: str) -> None:
+    uris = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(uris) == figures(results) and text.count("<img") == len(uris)
+    assert ("Position bias" in text) == (len(uris) == 4)
+    for uri in uris:
+        assert base64.b64decode(uri).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<script" not in text.lower() and "<link" not in text.lower()
+    assert not re.search(r'(src|href)="(?!data:|#)', text)  # no external resource at all
+
+
+class Structure(HTMLParser):
+    """Tags must balance; collects the text of the answer cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.stack, self.answers = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag not in ("img", "meta", "br"):
+            self.stack.append((tag, dict(attrs).get("class")))
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1][0] == tag, f"unbalanced </{tag}>"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        if self.stack and self.stack[-1] == ("div", "answer"):
+            self.answers.append(data)
+
+
+def check_hostile(results, text: str) -> None:
+    assert "<script" not in text.lower() and "<img src=x" not in text and "</table><img" not in text
+    assert ESCAPED_ANSWER in text and ESCAPED_TAIL in text
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", text)
+    assert ESCAPED_ERROR in text  # the failure, escaped
+    assert ESCAPED_REPLY in text
+    failed = sum(not j.ok for j in results.judgements)
+    assert failed >= 1 and f"Failed judgements (after retries): <b>{failed}</b>" in text
+    parser = Structure()
+    parser.feed(text)
+    assert parser.stack == [] and "script" not in parser.tags
+    assert parser.tags.count("img") == figures(results)  # the hostile <img> stayed text
+    assert any(a.startswith('<script>alert("pwned")</script></td>') for a in parser.answers)
+
+
+# --- the synthetic run ----------------------------------------------------------------------
+def test_the_synthetic_report_has_every_section_and_the_run_settings(synthetic):
+    results, path, text = synthetic
+    assert path == results.run_dir / REPORT_NAME
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in text
+    assert results.manifest["data"]["sha256"] in text
+    for model in ("smol", "gem"):
+        assert results.manifest["models"][model]["sha256"] in text
+    assert "gguf-chat-template" in text and "completion" in text and "Synthetic CPU 9000" in text
+    assert "llama-cpp-python" in text and "0.3.36" in text
+    for name in ("Kruskal", "Friedman", "Kendall", "Nemenyi", "Conover", "Wilcoxon", "Dunn", "independent samples",
+                 "questions are blocks", "How far the judge can be trusted", "Paragraphs as blocks"):
+        assert name in text, name
+    for question in results.questions[:3]:  # the examples
+        assert f"<code>{question.question_id}</code>" in text
+    assert "raq report: synthetic &lt;b&gt;run&lt;/b&gt;" in text  # the config's name, escaped
+    assert "What is &lt;b&gt;0&lt;/b&gt;?" in text and "&lt;script&gt;x&lt;/script&gt;" in text
+    assert "no chat template: &lt;completion&gt;" in text
+    ci = results.stats["summary"]["smol"]
+    assert f"[{ci['ci_low']:.3g}, {ci['ci_high']:.3g}]" in text and "mean rank [95% CI]" in text
+    assert "status complete" in text and "Settings &amp; versions" in text
+    cut = re.search(r"<tr><td>gem</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td></tr>", text)
+    assert cut and cut.groups() == ("1", "1")  # gem's empty answer, cut at max_tokens
+
+
+def test_synthetic_figures_are_embedded_png_data_uris_and_nothing_is_fetched(synthetic):
+    results, _, text = synthetic
+    assert figures(results) == 4  # shuffled orders: the position-bias figure is there
+    check_figures(results, text)
+
+
+def test_hostile_synthetic_text_is_shown_as_text(synthetic):
+    results, _, text = synthetic
+    check_hostile(results, text)
+
+
+def test_autoescaping_is_on_and_control_characters_are_visible():
+    env = environment()
+    assert env.autoescape is True
+    assert env.from_string("{{ x }}").render(x="<script>alert(1)</script>") == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert env.from_string("<p title='{{ x }}'>").render(x="' onmouseover='x") == "<p title='&#39; onmouseover=&#39;x'>"
+    assert env.from_string("{{ x }}|{{ y|fmt }}").render(x="a\x07b\x00", y="\x1b") == "a\\x07b\\x00|\\x1b"
+    templates = Path(raq.__file__).parent / "templates"
+    sources = {p.name: p.read_text(encoding="utf-8") for p in templates.iterdir()}
+    assert "report.html.j2" in sources and "base.html.j2" in sources and "report.css" in sources
+    for name, source in sources.items():  # nothing is let through unescaped
+        assert not re.search(r"\|\s*safe\b|\{%-?\s*autoescape", source), name
+
+
+@pytest.mark.parametrize("with_stats", [True, False], ids=["stats", "no-stats-json"])
+def test_a_run_without_any_judgement_renders(with_stats, tmp_path):
+    results = synthetic_results(tmp_path / "run", judged=False, with_stats=with_stats)
+    assert results.judgements == [] and results.table["rank"].isna().all()
+    text = render_html_report(results)
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in text
+    assert "No judged questions yet." in text and "<li>not judged yet</li>" in text
+    assert "Failed judgements (after retries): <b>0</b>" in text
+    assert ("No statistics (no stats.json)." in text) == (not with_stats)
+    assert "one fixed order" in text and "could not be drawn" not in text
+    check_figures(results, text)
+    structure = Structure()
+    structure.feed(text)
+    assert structure.stack == []
+
+
+def test_html_report_does_not_import_the_pipeline():
+    code = ("import sys\nimport raq.html_report\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('raq.') or m in ('pandas', 'jinja2')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert "raq.pipeline" not in loaded and "raq.results" not in loaded
+    assert "pandas" not in loaded and "jinja2" not in loaded  # light until a report is rendered
+
+
+def test_a_report_path_can_be_chosen(tmp_path):
+    results = synthetic_results(tmp_path / "run", judged=False, with_stats=False)
+    path = write_html_report(results, tmp_path / "elsewhere" / "page.html")
+    assert path == tmp_path / "elsewhere" / "page.html" and path.read_text().startswith("<!DOCTYPE html>")
+    assert not (tmp_path / "run" / REPORT_NAME).exists()
+
+
+# --- a real small run (demo GGUFs) --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A finished 2-question run of two demo contestants and a local demo judge."""
@@ -47,12 +289,6 @@ def run(tmp_path_factory):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(config))
     return raq.evaluate(path, progress=False)
-
-
-def figures(results) -> int:
-    """Reference bars, rank distribution, speed, and position bias when the successful
-    judgements saw the answers in more than one order (raq's protocol shuffles them)."""
-    return 3 + (len({tuple(j.order) for j in results.judgements if j.ok}) > 1)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +313,7 @@ def hostile(run, tmp_path_factory):
     records = [r for r in records if r["question_id"] != last] + [{
         "question_id": last, "judge_id": "qwen-judge", "protocol": "raq", "order": ["gemma", "smollm2"],
         "labels": ["A", "B"], "ranks": {}, "ok": False, "attempts": 3, "raw_replies": [HOSTILE_REPLY] * 3,
-        "error": "no ranking in <reply> & \"bad\"", "seconds": 1.0}]
+        "error": HOSTILE_ERROR, "seconds": 1.0}]
     (copy / "judgements.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     results = raq.load_run(copy)
     assert any(a.text == HOSTILE for a in results.answers)
@@ -85,6 +321,7 @@ def hostile(run, tmp_path_factory):
     return results, path, path.read_text(encoding="utf-8")
 
 
+@pytest.mark.integration
 def test_the_report_has_every_section_and_the_run_settings(run, report):
     _, path, text = report
     assert path == run.run_dir / "report.html"
@@ -103,53 +340,19 @@ def test_the_report_has_every_section_and_the_run_settings(run, report):
         assert f"<code>{question.question_id}</code>" in text
 
 
+@pytest.mark.integration
 def test_figures_are_embedded_png_data_uris_and_nothing_is_fetched(report):
     run, _, text = report
-    uris = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(uris) == figures(run) and text.count("<img") == len(uris)
-    assert ("Position bias" in text) == (len(uris) == 4)
-    for uri in uris:
-        assert base64.b64decode(uri).startswith(b"\x89PNG\r\n\x1a\n")
-    assert "<script" not in text.lower() and "<link" not in text.lower()
-    assert not re.search(r'(src|href)="(?!data:|#)', text)  # no external resource at all
+    check_figures(run, text)
 
 
+@pytest.mark.integration
 def test_hostile_model_output_is_shown_as_text(hostile):
     results, _, text = hostile
-    assert "<script" not in text.lower() and "<img src=x" not in text and "</table><img" not in text
-    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;" in text
-    assert "it&#x27;s &quot;quoted&quot; &amp; \\x00\\x07\\x1b[31mred\\x7f\\x85 --&gt; &lt;!-- ]]&gt;" in text
-    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", text)
-    assert "no ranking in &lt;reply&gt; &amp; &quot;bad&quot;" in text  # the failure, escaped
-    assert "&lt;/pre&gt;&lt;script&gt;document.title=&quot;x&quot;" in text
-    failed = sum(not j.ok for j in results.judgements)
-    assert failed >= 1 and f"Failed judgements (after retries): <b>{failed}</b>" in text
-
-    class Structure(HTMLParser):
-        def __init__(self):
-            super().__init__()
-            self.tags, self.stack, self.answers = [], [], []
-
-        def handle_starttag(self, tag, attrs):
-            self.tags.append(tag)
-            if tag not in ("img", "meta", "br"):
-                self.stack.append((tag, dict(attrs).get("class")))
-
-        def handle_endtag(self, tag):
-            assert self.stack and self.stack[-1][0] == tag, f"unbalanced </{tag}>"
-            self.stack.pop()
-
-        def handle_data(self, data):
-            if self.stack and self.stack[-1] == ("div", "answer"):
-                self.answers.append(data)
-
-    parser = Structure()
-    parser.feed(text)
-    assert parser.stack == [] and "script" not in parser.tags
-    assert parser.tags.count("img") == figures(results)  # the hostile <img> stayed text
-    assert any(a.startswith('<script>alert("pwned")</script></td>') for a in parser.answers)
+    check_hostile(results, text)
 
 
+# --- a real browser -----------------------------------------------------------------------------
 def chromium() -> str:
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} missing: apt-get install -y chromium"
@@ -166,7 +369,8 @@ def browse(path: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProces
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("which", ["report", "hostile"])
+@pytest.mark.parametrize("which", ["synthetic", pytest.param("report", marks=pytest.mark.integration),
+                                   pytest.param("hostile", marks=pytest.mark.integration)])
 def test_chromium_renders_the_report(which, request, tmp_path):
     from PIL import Image
 
@@ -185,9 +389,8 @@ def test_chromium_renders_the_report(which, request, tmp_path):
     assert all(f'id="{section}"' in dom for section in SECTIONS)
 
 
+@pytest.mark.integration
 def test_tables_export_as_csv_and_parquet(run, tmp_path):
-    import pandas as pd
-
     csv, parquet = run.to_csv(tmp_path / "csv"), run.to_parquet(tmp_path / "parquet")
     assert set(csv) == set(parquet) == {"results", "summary", "significance"}
     for name in csv:

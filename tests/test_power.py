@@ -10,8 +10,19 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from raq.power import (TESTS, expected_mean_ranks, fit_worths, format_plan, friedman_chi2, kruskal_h,
-                       null_rejection_rates, plan_sample_size, sample_rankings, simulate_power, study_power)
+from raq.power import (
+    TESTS,
+    expected_mean_ranks,
+    fit_worths,
+    format_plan,
+    friedman_chi2,
+    kruskal_h,
+    null_rejection_rates,
+    plan_sample_size,
+    sample_rankings,
+    simulate_power,
+    study_power,
+)
 from raq.stats import rank_statistics
 
 REF = [1.81, 2.05, 2.1]  # the reference study's mean ranks (Mistral, Gemma, Llama); they sum to 5.96

@@ -9,8 +9,6 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pytest
-
-
 from scipy import stats
 
 from raq.stats import holm, metric_statistics, rank_statistics, significance_table
@@ -282,7 +280,8 @@ def test_result_is_plain_json_and_table_matches():
     assert sorted(set(tab.test)) == ["conover_holm", "nemenyi", "wilcoxon_holm"] and len(tab) == 9
     for row in tab.itertuples():
         assert row.p_value == pytest.approx(res["blocked"][row.test]["p_values"][row.model_a][row.model_b])
-        assert row.effect_size == pytest.approx(res["blocked"]["wilcoxon_holm"]["effect_size"][row.model_a][row.model_b])
+        effect = res["blocked"]["wilcoxon_holm"]["effect_size"][row.model_a][row.model_b]
+        assert row.effect_size == pytest.approx(effect)
     paper = significance_table(res, "paper")
     assert list(paper.test) == ["dunn_holm"] * 3 and paper.effect_size.isna().all()
     with pytest.raises(ValueError):

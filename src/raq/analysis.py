@@ -25,7 +25,7 @@ ANSWER_COLUMNS = ("text", "template", "prompt_tokens", "generated_tokens", "ttft
 
 def verdicts(judgements: Sequence[Judgement], orders: Mapping[str, int]) -> dict[tuple[str, str], dict[str, float]]:
     """(question, judge) -> model -> mean rank over the judge's orders, for complete verdicts only."""
-    ranks: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(list)
+    ranks: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     for judgement in judgements:
         if judgement.ok and judgement.judge_id in orders:
             ranks[(judgement.question_id, judgement.judge_id)].append(judgement.ranks)
@@ -66,7 +66,7 @@ def results_table(questions: Sequence[Question], answers: Sequence[Answer], judg
             "em": exact_match(answer.text, question.gold_answers),
             "f1": f1(answer.text, question.gold_answers),
             "judged": judged,
-            "rank": sum(per_judge.values()) / len(per_judge) if judged else None,
+            "rank": sum(v for v in per_judge.values() if v is not None) / len(per_judge) if judged else None,
             "shown_position": shown.index(answer.model_id) + 1 if answer.model_id in shown else None,
         }
         if len(judge_ids) > 1:

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import RaqError
 
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     run = verbs.add_parser("run", help="run a study (answer, judge, analyse)")
     run.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
     run.add_argument("--out", help="parent folder for the run directory (default: the config's out_dir)")
-    run.add_argument("--limit", type=int, help="number of questions (overrides data.n_questions)")
+    run.add_argument("--limit", type=_positive, help="number of questions (overrides data.n_questions)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run directory")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set generation.max_tokens=64 (repeatable)")
@@ -72,10 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_sets(items: Sequence[str]) -> dict[str, object]:
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
     import yaml
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -94,8 +106,9 @@ def _headline(results) -> str:
     friedman = results.stats.get("blocked", {}).get("friedman", {})
     kruskal = results.stats.get("paper", {}).get("kruskal", {})
     if friedman.get("p_value") is not None:
+        kruskal_p = kruskal.get("p_value")
         lines.append(f"Friedman p = {friedman['p_value']:.3g}; Kruskal-Wallis (reference design) p = "
-                     f"{kruskal.get('p_value') if kruskal.get('p_value') is None else format(kruskal['p_value'], '.3g')}")
+                     f"{kruskal_p if kruskal_p is None else format(kruskal_p, '.3g')}")
     not_judged = results.stats.get("questions_not_judged")
     if not_judged:
         lines.append(f"questions without a valid judgement: {not_judged}")
@@ -134,8 +147,8 @@ def _models(args: argparse.Namespace) -> int:
             path = models.fetch(name, Path(args.dir))
             print(f"{name}: {path}")
         return 0
+    from .checks import check_model_files
     from .config import load_config
-    from .pipeline import check_model_files
 
     for key, file in check_model_files(load_config(args.config)).items():
         print(f"{key}: {file.path} sha256 {file.sha256}")

@@ -41,7 +41,8 @@ class ModelConfig(_Strict):
     """One contestant model."""
 
     id: str = Field(..., description="the label used in every table and figure")
-    gguf: str | None = Field(None, description="in-process: a catalog name (`python -m raq models list`) or a .gguf path")
+    gguf: str | None = Field(
+        None, description="in-process: a catalog name (`python -m raq models list`) or a .gguf path")
     sha256: str | None = Field(None, description="expected sha256 of the file (catalog models know theirs)")
     prompt_format: Literal["chat", "completion"] = Field(
         "chat", description="'chat': the model's own chat template; 'completion': a plain completion prompt"
@@ -106,7 +107,11 @@ class JudgeConfig(_Strict):
 
     id: str = "judge"
     protocol: Protocol = "raq"
-    gguf: str | None = Field(None, description="local judge: a catalog name or .gguf path; raq starts its server")
+    gguf: str | None = Field(None, description="local judge: a catalog name or .gguf path")
+    runtime: Literal["server", "in-process"] = Field(
+        "server", description="local judge: 'server' (raq starts llama_cpp.server on 127.0.0.1 and stops it) or "
+                              "'in-process' (the same llama.cpp backend as the contestants, no server)")
+    n_batch: int = Field(512, ge=1, description="local judge: prompt tokens per llama.cpp batch")
     base_url: str | None = Field(None, description="remote judge: an OpenAI-compatible base URL")
     model: str | None = Field(None, description="remote judge: the model name the endpoint serves")
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
@@ -131,7 +136,13 @@ class JudgeConfig(_Strict):
             raise ValueError("set exactly one of 'gguf' (a local judge) or 'base_url' (a remote judge)")
         if self.base_url and not self.model:
             raise ValueError("a remote judge ('base_url') needs 'model'")
+        if self.base_url and self.runtime != "server":
+            raise ValueError("'runtime' is for a local judge ('gguf'); a remote judge is served at its 'base_url'")
         return self
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [self.base_url] if self.base_url else []
 
 
 class StatsConfig(_Strict):

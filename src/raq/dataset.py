@@ -8,13 +8,14 @@ parsed with :mod:`json`, and the flat Hugging Face schema (``id``, ``title``, ``
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import logging
 import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +30,7 @@ SQUAD_LICENSE = "CC BY-SA 4.0"
 _SUFFIXES = (".json.gz", ".jsonl.gz", ".json", ".jsonl", ".parquet")
 _HINT = "use a local file or the bundled 'squad-v1.1-dev'"
 _PROBE_TIMEOUT_S = 5.0
+_LIBRARY_LOGGERS = ("datasets", "huggingface_hub", "fsspec", "urllib3", "filelock")
 
 Records = tuple[list[dict[str, Any]], Callable[[int], str]]  # rows, and row index -> locator
 
@@ -133,7 +135,7 @@ def _strip_suffix(name: str) -> str:
 
 def _open_text(path: Path) -> IO[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8")  # type: ignore[operator]
+    return opener(path, "rt", encoding="utf-8")
 
 
 def _file_rows(path: Path) -> Records:
@@ -210,7 +212,7 @@ def _datasets_rows(path: Path, builder: str) -> list[dict[str, Any]]:
     quiet = datasets.utils.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
-        with tempfile.TemporaryDirectory(prefix="raq-datasets-") as cache:
+        with tempfile.TemporaryDirectory(prefix="raq-datasets-") as cache, _libraries_quiet():
             ds = datasets.load_dataset(
                 builder, data_files=str(path), split="train", cache_dir=cache, keep_in_memory=True
             )
@@ -220,6 +222,21 @@ def _datasets_rows(path: Path, builder: str) -> list[dict[str, Any]]:
     finally:
         if not quiet:
             datasets.enable_progress_bars()
+
+
+@contextlib.contextmanager
+def _libraries_quiet() -> Iterator[None]:
+    """Keep the loading libraries' own log lines (warnings before they raise) off the terminal:
+    raq reports the failure itself, in one line."""
+    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _hub_rows(name: str, split: str) -> list[dict[str, Any]]:
@@ -242,7 +259,8 @@ def _hub_rows(name: str, split: str) -> list[dict[str, Any]]:
         except Exception as exc:  # any HTTP answer means reachable; only transport errors land here
             raise fail(f"offline or unreachable: {_reason(exc)}") from None
     try:
-        return datasets.load_dataset(name, split=split).to_list()
+        with _libraries_quiet():
+            return datasets.load_dataset(name, split=split).to_list()
     except ConnectionError as exc:  # includes OfflineModeIsEnabled with nothing cached
         raise fail(f"offline or unreachable: {_reason(exc)}") from None
     except Exception as exc:
@@ -267,7 +285,7 @@ def _answer_texts(answers: Any) -> list[str]:
     texts = [a.get("text") if isinstance(a, dict) else a for a in answers]
     if not all(isinstance(t, str) for t in texts):
         raise ValueError("invalid 'answers' (every answer text must be a string)")
-    return list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    return list(dict.fromkeys(t.strip() for t in texts if isinstance(t, str) and t.strip()))
 
 
 def _to_questions(
@@ -297,6 +315,6 @@ def _to_questions(
         if not gold or row.get("is_impossible") is True:
             excluded += 1
             continue
-        title = row.get("title") if isinstance(row.get("title"), str) else ""
+        title = row["title"] if isinstance(row.get("title"), str) else ""
         questions.append(Question(qid, row["question"], row["context"], gold, title))
     return questions, excluded

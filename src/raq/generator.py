@@ -1,19 +1,20 @@
 """The Generator: one contestant model answering questions from their context.
 
-It builds the prompt the protocol asks for, fits it into the context, calls the backend
-(llama.cpp in this process, or an OpenAI-compatible server), and turns the completion into
-an :class:`~raq.records.Answer` with its speed and length.
+It builds the request the protocol asks for, fits it into the backend's context (cutting the
+context around the answer when it is too long), has the backend complete it, and turns the
+completion into an :class:`~raq.records.Answer` with its speed and length. It talks only to the
+:class:`~raq.backends.base.Backend` contract.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from . import prompts
+from .backends import base
+from .backends.base import Backend, Completion, PromptTooLong, Request, Sampling
 from .config import GenerationConfig, ModelConfig
-from .llama_backend import Completion, LlamaBackend, Sampling
 from .metrics import paper_words, words
 from .records import Answer, Question
 
@@ -23,29 +24,34 @@ TEMPLATE_CHAT = "gguf-chat-template"
 TEMPLATE_CONFIG = "config-chat-template"
 TEMPLATE_SERVER = "server-chat-template"
 TEMPLATE_COMPLETION = "completion"
+_CHAT_TEMPLATES = {base.TEMPLATE_GGUF: TEMPLATE_CHAT, base.TEMPLATE_CONFIG: TEMPLATE_CONFIG,
+                   base.TEMPLATE_SERVER: TEMPLATE_SERVER}
 
+#: A note put on every answer decoded together with others.
+BATCHED_NOTE = "batched decoding (n_parallel={n}): timings are shared-batch figures, not single-sequence speed"
 _CUTS = 4  # at most this many shrinking steps of a context that does not fit
+_CUT_COUNTED = 0.7  # the context kept per step when raq counts the tokens itself
+_CUT_REFUSED = 0.6  # ... and when a server refused the prompt as too long
+WARM_UP_PROMPT = "The capital of France is"
+
+
+@dataclass
+class Fitted:
+    """A request that fits the context, and what fitting changed."""
+
+    question: Question
+    request: Request
+    notes: list[str] = field(default_factory=list)
+    context: str = ""
 
 
 class Generator:
-    """A contestant model that answers questions, in-process (GGUF) or served (OpenAI API)."""
+    """A contestant model that answers questions through a Backend."""
 
-    def __init__(self, model: ModelConfig, generation: GenerationConfig, path: str | Path | None = None,
-                 api_key: str = "not-needed") -> None:
+    def __init__(self, model: ModelConfig, generation: GenerationConfig, backend: Backend) -> None:
         self.model = model
         self.generation = generation
-        self.served = bool(model.base_url)
-        if self.served:
-            from .served_backend import ServedBackend
-
-            self.backend: Any = ServedBackend(model.base_urls, model.model or "", api_key,
-                                              max_in_flight=model.max_in_flight, timeout_s=model.timeout_s)
-        else:
-            if path is None:
-                raise ValueError(f"model {model.id!r}: a GGUF path is needed")
-            self.backend = LlamaBackend(path, n_ctx=generation.n_ctx, n_batch=generation.n_batch,
-                                        n_threads=generation.n_threads, n_gpu_layers=model.n_gpu_layers,
-                                        seed=generation.seed, chat_template=model.chat_template)
+        self.backend = backend
         self.template, self.template_note = self._choose_template()
         self.sampling = Sampling(temperature=generation.temperature, top_p=generation.top_p,
                                  top_k=generation.top_k, min_p=generation.min_p,
@@ -53,114 +59,149 @@ class Generator:
 
     @property
     def capacity(self) -> int:
-        """How many answers may be requested at once (1 in-process)."""
-        return getattr(self.backend, "capacity", 1)
+        """How many answers the backend works on at once."""
+        return self.backend.capacity
 
     def _choose_template(self) -> tuple[str, str]:
         if self.generation.protocol == "paper":
             return TEMPLATE_PAPER, ""
         if self.model.prompt_format == "completion":
             return TEMPLATE_COMPLETION, ""
-        if self.served:
-            return TEMPLATE_SERVER, ""
-        if self.model.chat_template:
-            return TEMPLATE_CONFIG, ""
-        if self.backend.chat_template is None:
+        source = self.backend.chat_template_source
+        if source is None:
             return TEMPLATE_COMPLETION, "the GGUF has no chat template: used the plain completion prompt"
-        return TEMPLATE_CHAT, ""
+        return _CHAT_TEMPLATES[source], ""
 
-    def build_prompt(self, question: Question, context: str | None = None) -> tuple[str, tuple[str, ...], bool]:
-        """The prompt text, its stop strings, and whether it carries special tokens as text."""
+    def request(self, question: Question, context: str | None = None, max_tokens: int | None = None) -> Request:
+        """The request for one question (with ``context`` instead of the question's own, if given)."""
+        limit, sampling, seed = max_tokens or self.generation.max_tokens, self.sampling, self.generation.seed
         if self.template == TEMPLATE_PAPER:
-            return prompts.paper_answer_prompt(question, context), (), False
-        if self.template in (TEMPLATE_CHAT, TEMPLATE_CONFIG):
-            return self.backend.render_chat(prompts.chat_answer_messages(question, context)), (), True
-        if self.template == TEMPLATE_SERVER:  # the server applies the template to the messages
-            return json.dumps(prompts.chat_answer_messages(question, context), ensure_ascii=False), (), False
-        return prompts.completion_answer_prompt(question, context), prompts.COMPLETION_STOPS, False
+            return Request(prompt=prompts.paper_answer_prompt(question, context), max_tokens=limit,
+                           sampling=sampling, seed=seed)
+        if self.template == TEMPLATE_COMPLETION:
+            return Request(prompt=prompts.completion_answer_prompt(question, context), stop=prompts.COMPLETION_STOPS,
+                           max_tokens=limit, sampling=sampling, seed=seed)
+        return Request.chat(prompts.chat_answer_messages(question, context), max_tokens=limit, sampling=sampling,
+                            seed=seed)
 
-    def _fit(self, question: Question) -> tuple[str, tuple[str, ...], bool, int, list[str]]:
-        """A prompt that fits the context with room for the answer; notes say what was changed."""
+    def fit(self, question: Question) -> Fitted:
+        """A request that fits the context with room for the answer, when the backend can count
+        tokens (a server that cannot refuses a prompt that is too long instead)."""
         notes = [self.template_note] if self.template_note else []
         n_ctx, max_tokens = self.backend.n_ctx, self.generation.max_tokens
         context = question.context
+        request = self.request(question, context)
+        count = self.backend.count_tokens(request)
+        if count is None or n_ctx is None:
+            return Fitted(question, request, notes, context)
         for _ in range(_CUTS + 1):
-            prompt, stops, special = self.build_prompt(question, context)
-            room = n_ctx - self.backend.count_tokens(prompt, special=special)
+            room = n_ctx - count
             if self.template == TEMPLATE_PAPER and room >= 1:
                 if max_tokens > room:  # what the reference setup did silently
                     notes.append(f"max_tokens clamped from {max_tokens} to {room} (context {n_ctx})")
-                    max_tokens = room
-                return prompt, stops, special, max_tokens, notes
+                return Fitted(question, replace(request, max_tokens=min(max_tokens, room)), notes, context)
             if room >= max_tokens:
                 break
-            context = prompts.excerpt(question.context, question.gold_answers, int(len(context) * 0.7))
+            context = prompts.excerpt(question.context, question.gold_answers, int(len(context) * _CUT_COUNTED))
+            request = self.request(question, context)
+            count = self.backend.count_tokens(request) or 0
         else:
-            max_tokens = max(1, room)
-            notes.append(f"max_tokens reduced to {max_tokens}: the prompt fills the context")
+            room = n_ctx - count  # the room left after the last cut
+            if room < max_tokens:
+                max_tokens = max(1, room)
+                request = replace(request, max_tokens=max_tokens)
+                notes.append(f"max_tokens reduced to {max_tokens}: the prompt fills the context")
         if context != question.context:
             notes.append(f"context cut to {len(context)} of {len(question.context)} characters, "
                          f"around the answer, to fit n_ctx {n_ctx}")
-        return prompt, stops, special, max_tokens, notes
+        return Fitted(question, request, notes, context)
 
-    def warm_up(self) -> None:
-        """One short untimed call, so the first timed answer does not pay for loading."""
-        if self.served:
-            self.backend.complete(prompt="The capital of France is", max_tokens=4, sampling=self.sampling,
-                                  seed=self.generation.seed)
-        else:
-            self.backend.complete("The capital of France is", max_tokens=4, sampling=self.sampling)
-
-    def answer(self, question: Question) -> Answer:
-        """Answer one question from its context."""
-        if self.served:
-            return self._answer_served(question)
-        prompt, stops, special, max_tokens, notes = self._fit(question)
-        if self.must_skip(notes):
-            return self.skipped(question)
-        completion = self.backend.complete(prompt, max_tokens=max_tokens, sampling=self.sampling,
-                                           stop=stops, special=special)
-        return make_answer(question, self.model.id, prompt, self.template, completion, max_tokens, notes)
-
-    def must_skip(self, notes: list[str]) -> bool:
+    def must_skip(self, notes: Sequence[str]) -> bool:
         """Whether ``long_context: skip`` applies to a prompt that needed these fitting notes."""
         return self.generation.long_context == "skip" and any(
             n.startswith(("context cut", "max_tokens reduced")) for n in notes)
 
-    def skipped(self, question: Question) -> Answer:
-        return skipped_answer(question, self.model.id, self.template, "the prompt does not fit n_ctx "
-                              f"{self.backend.n_ctx} with max_tokens {self.generation.max_tokens}")
+    def warm_up(self) -> None:
+        """Short untimed calls (one per request slot), so the first timed answer does not pay for loading."""
+        warm = Request(prompt=WARM_UP_PROMPT, max_tokens=4, sampling=self.sampling, seed=self.generation.seed)
+        for _ in self.backend.complete_many([warm] * self.backend.capacity):
+            pass
 
-    def _answer_served(self, question: Question) -> Answer:
-        from .served_backend import ContextTooLong
+    def answer(self, question: Question) -> Answer:
+        """Answer one question from its context."""
+        return next(iter(self.answer_many([question])))
 
-        notes = [self.template_note] if self.template_note else []
-        context = question.context
+    def answer_many(self, questions: Sequence[Question]) -> Iterator[Answer]:
+        """Answers to ``questions``, as the backend finishes them. Questions about one context
+        are sent together, so that a backend that decodes several sequences at once reads the
+        shared prompt once."""
+        fitted = [self.fit(q) for q in questions]
+        to_send: list[Fitted] = []
+        for item in fitted:
+            if self.must_skip(item.notes):
+                yield self.skipped(item.question, f"the prompt does not fit n_ctx {self.backend.n_ctx} with "
+                                                  f"max_tokens {self.generation.max_tokens}")
+            else:
+                to_send.append(item)
+        for group in _groups(to_send) if self.capacity > 1 else [to_send]:
+            yield from self._complete(group)
+
+    def _complete(self, group: list[Fitted]) -> Iterator[Answer]:
+        done: set[int] = set()
+        try:
+            for index, completion in self.backend.complete_many([f.request for f in group]):
+                done.add(index)
+                yield self._make(group[index], completion)
+        except PromptTooLong:  # a server refused a prompt: the rest one by one, cut until they fit
+            for index, item in enumerate(group):
+                if index not in done:
+                    yield self._refit(item)
+
+    def _refit(self, item: Fitted) -> Answer:
+        question, context = item.question, item.context
         for _ in range(_CUTS):
-            prompt, stops, _special = self.build_prompt(question, context)
-            request = {"messages": json.loads(prompt)} if self.template == TEMPLATE_SERVER else {"prompt": prompt}
+            request = self.request(question, context, item.request.max_tokens)
             try:
-                completion = self.backend.complete(**request, max_tokens=self.generation.max_tokens,
-                                                   sampling=self.sampling, stop=stops, seed=self.generation.seed)
-            except ContextTooLong:
+                completion = self.backend.complete(request)
+            except PromptTooLong:
                 if self.generation.long_context == "skip":
-                    return skipped_answer(question, self.model.id, self.template, "the server refused the prompt "
-                                          "as too long")
-                context = prompts.excerpt(question.context, question.gold_answers, int(len(context) * 0.6))
+                    return self.skipped(question, "the server refused the prompt as too long")
+                context = prompts.excerpt(question.context, question.gold_answers, int(len(context) * _CUT_REFUSED))
                 continue
+            notes = list(item.notes)
             if context != question.context:
                 notes.append(f"context cut to {len(context)} of {len(question.context)} characters: "
                              "the server refused the full prompt")
-            return make_answer(question, self.model.id, prompt, self.template, completion,
-                               self.generation.max_tokens, notes)
-        raise ContextTooLong(f"model {self.model.id!r}: the prompt for {question.question_id} does not fit "
-                             "even with the context cut")
+            return self._make(Fitted(question, request, notes, context), completion)
+        raise PromptTooLong(f"model {self.model.id!r}: the prompt for {question.question_id} does not fit "
+                            "even with the context cut")
 
-    def info(self) -> dict[str, Any]:
+    def _make(self, item: Fitted, completion: Completion) -> Answer:
+        notes = list(item.notes)
+        if completion.counters.get("batched"):
+            notes.append(BATCHED_NOTE.format(n=completion.counters["batched"]))
+        return make_answer(item.question, self.model.id, self.backend.render(item.request), self.template,
+                           completion, item.request.max_tokens, notes)
+
+    def skipped(self, question: Question, reason: str) -> Answer:
+        return skipped_answer(question, self.model.id, self.template, reason)
+
+    def info(self) -> dict[str, object]:
         return {**self.backend.info(), "template": self.template, "template_note": self.template_note}
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _groups(items: list[Fitted]) -> list[list[Fitted]]:
+    """Questions about one context in a group of their own (decoded together, their shared
+    prompt read once); lone questions together in one group."""
+    by_context: dict[str, list[Fitted]] = {}
+    for item in items:
+        by_context.setdefault(item.question.context, []).append(item)
+    shared = [group for group in by_context.values() if len(group) > 1]
+    lone = [group[0] for group in by_context.values() if len(group) == 1]
+    return shared + ([lone] if lone else [])
 
 
 def make_answer(question: Question, model_id: str, prompt: str, template: str, completion: Completion,

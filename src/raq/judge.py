@@ -1,4 +1,5 @@
-"""The judge: an LLM behind any OpenAI-compatible endpoint ranks all answers to a question.
+"""The judge: an LLM ranks all answers to a question, through any Backend (llama.cpp in this
+process, a local llama.cpp server, or any OpenAI-compatible endpoint).
 
 Model identities are hidden behind neutral labels. In the ``raq`` protocol the order of the
 answers is shuffled per question with a recorded seed and the judge sees the question, a
@@ -9,45 +10,30 @@ last try the judgement is recorded as failed with every raw reply: never as a re
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from . import prompts
+from .backends.base import Backend, Request, Sampling
 from .config import JudgeConfig
-from .errors import JudgeError, redact
-from .ranking import (RankingParseError, parse_ranking, parse_ranking_with_ties, ranks_from_groups,
-                      ranks_from_order)
+from .errors import BackendError, JudgeError
+from .ranking import RankingParseError, parse_ranking, parse_ranking_with_ties, ranks_from_groups, ranks_from_order
 from .records import Judgement, Question
 
-
-def api_key_from_env(variable: str | None, owner: str) -> str:
-    """The API key held by environment variable ``variable`` (never by a file); a placeholder
-    when none is named (local servers need none)."""
-    if not variable:
-        return "not-needed"
-    key = os.environ.get(variable)
-    if not key:
-        raise JudgeError(f"{owner}: environment variable {variable} is not set")
-    return key
+#: Sampling besides the temperature: llama-cpp-python's server defaults for a chat request, sent
+#: explicitly so that every backend (in-process, a local server, a remote one) samples alike.
+JUDGE_TOP_P, JUDGE_TOP_K, JUDGE_MIN_P, JUDGE_REPEAT_PENALTY = 0.95, 40, 0.05, 1.1
 
 
 class Judge:
-    """Ranks answers through the chat-completions API of ``base_url``."""
+    """Ranks the answers to a question through a Backend (the config says which)."""
 
-    def __init__(self, config: JudgeConfig, *, base_url: str, model: str, api_key: str,
-                 response_format: str = "json_schema") -> None:
-        from openai import OpenAI
-
+    def __init__(self, config: JudgeConfig, backend: Backend) -> None:
         self.config = config
-        self.model = model
-        self.server_pid: int | None = None  # set when raq runs the judge's server itself
-        self._secret = api_key
-        self.response_format = response_format  # "json_schema", "json_object" (llama.cpp) or "text"
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=config.timeout_s, max_retries=4)
+        self.backend = backend
+        self.sampling = Sampling(temperature=config.temperature, top_p=JUDGE_TOP_P, top_k=JUDGE_TOP_K,
+                                 min_p=JUDGE_MIN_P, repeat_penalty=JUDGE_REPEAT_PENALTY)
 
     # --- what is shown -------------------------------------------------------------------
     def orders_for(self, question_id: str, model_ids: Sequence[str]) -> list[list[str]]:
@@ -84,40 +70,18 @@ class Judge:
         return prompts.judge_messages(question, texts, labels, self.config.context_chars)
 
     # --- asking --------------------------------------------------------------------------
-    def _request(self, messages: list[dict[str, str]], labels: Sequence[str], attempt: int) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "model": self.model, "messages": messages, "temperature": self.config.temperature,
-            "seed": self.config.seed + attempt, "max_tokens": self.config.max_tokens,
-        }
-        if self.config.protocol == "paper":
-            request["tools"] = [prompts.PAPER_TOOL]
-            request["tool_choice"] = {"type": "function", "function": {"name": "return_rank"}}
-        elif self.response_format == "json_object":
-            request["response_format"] = {"type": "json_object", "schema": prompts.ranking_schema(labels)}
-        elif self.response_format == "json_schema":
-            request["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "ranking", "schema": prompts.ranking_schema(labels)}}
-        return request
+    def request_for(self, messages: Sequence[dict[str, str]], labels: Sequence[str], attempt: int) -> Request:
+        """The request for one attempt: the reference study's rank tool, or a ranking schema."""
+        structure = ({"tool": prompts.PAPER_TOOL} if self.config.protocol == "paper"
+                     else {"schema": prompts.ranking_schema(labels)})
+        return Request.chat(messages, max_tokens=self.config.max_tokens, sampling=self.sampling,
+                            seed=self.config.seed + attempt, **structure)
 
     def _ask(self, messages: list[dict[str, str]], labels: Sequence[str], attempt: int) -> str:
-        import openai
-
-        request = self._request(messages, labels, attempt)
         try:
-            response = self.client.chat.completions.create(**request)
-        except openai.BadRequestError as error:
-            if "response_format" in request and self.response_format != "text":
-                self.response_format = "text"  # the endpoint does not take structured output
-                return self._ask(messages, labels, attempt)
-            raise JudgeError(f"judge {self.config.id!r} rejected the request: "
-                             f"{_short(error, self._secret)}") from None
-        except openai.APIError as error:
-            raise JudgeError(f"judge {self.config.id!r} at {self.client.base_url} failed: "
-                             f"{_short(error, self._secret)}") from None
-        message = response.choices[0].message
-        if message.tool_calls:
-            return message.tool_calls[0].function.arguments or ""
-        return message.content or ""
+            return self.backend.complete(self.request_for(messages, labels, attempt)).text
+        except BackendError as error:
+            raise JudgeError(f"judge {self.config.id!r}: {error}") from None
 
     def judge(self, question: Question, answers: Mapping[str, str], model_ids: Sequence[str],
               order_index: int = 0) -> Judgement:
@@ -133,6 +97,7 @@ class Judge:
             reply = self._ask(messages, labels, attempt)
             replies.append(reply)
             try:
+                by_label: Mapping[str, float]
                 if self.config.allow_ties:
                     by_label = ranks_from_groups(parse_ranking_with_ties(reply, labels))
                 else:
@@ -152,7 +117,3 @@ class Judge:
                          attempts=len(replies), raw_replies=replies, error=reason,
                          seconds=time.monotonic() - start, order_index=order_index)
 
-
-def _short(error: Exception, secret: str = "") -> str:
-    """One line from an API error, at most 300 characters, with the API key masked."""
-    return redact(json.dumps(getattr(error, "message", None) or str(error))[1:-1][:300], secret)

@@ -29,28 +29,37 @@ def failures(judgements: Sequence[Judgement]) -> dict[str, Any]:
             "failure_rate_after_retries": _rate(failed, total)}
 
 
+def _winners(ranks: Mapping[str, float]) -> frozenset[str]:
+    """The models sharing the best (lowest) rank."""
+    best = min(ranks.values())
+    return frozenset(model for model, rank in ranks.items() if rank == best)
+
+
 def position_bias(judgements: Sequence[Judgement]) -> dict[str, Any]:
-    """First-shown answer's win rate (against 1/k by chance), mean rank by shown position,
-    and how often the verdict changes with the order (questions judged in several orders)."""
+    """First-shown answer's win rate (against 1/k by chance, over the judgements with one
+    winner: a tie for first is no win for anyone), mean rank by shown position, and how often
+    the verdict changes with the order (questions a judge saw in several orders)."""
     ok = [j for j in judgements if j.ok and j.order]
     if not ok:
         return {"note": "no successful judgements"}
     k = len(ok[0].order)
-    first_wins = sum(1 for j in ok if j.ranks[j.order[0]] == 1)
-    test = sps.binomtest(first_wins, len(ok), 1 / k)
+    decided = [j for j in ok if len(_winners(j.ranks)) == 1]
+    first_wins = sum(1 for j in decided if _winners(j.ranks) == {j.order[0]})
+    test = sps.binomtest(first_wins, len(decided), 1 / k) if decided else None
     by_position = defaultdict(list)
     for j in ok:
         for position, model in enumerate(j.order, start=1):
             by_position[position].append(j.ranks[model])
-    per_question: dict[str, list[Judgement]] = defaultdict(list)
+    per_question: dict[tuple[str, str], list[Judgement]] = defaultdict(list)
     for j in ok:
-        per_question[j.question_id].append(j)
+        per_question[(j.judge_id, j.question_id)].append(j)
     several = [js for js in per_question.values() if len(js) > 1]
-    winner_changes = sum(1 for js in several if len({min(j.ranks, key=j.ranks.get) for j in js}) > 1)
+    winner_changes = sum(1 for js in several if len({_winners(j.ranks) for j in js}) > 1)
     ranking_changes = sum(1 for js in several if len({tuple(sorted(j.ranks.items())) for j in js}) > 1)
     return {
-        "judgements": len(ok), "answers_per_question": k,
-        "first_position_win_rate": first_wins / len(ok), "chance": 1 / k, "first_position_p_value": test.pvalue,
+        "judgements": len(ok), "answers_per_question": k, "judgements_with_one_winner": len(decided),
+        "first_position_win_rate": _rate(first_wins, len(decided)), "chance": 1 / k,
+        "first_position_p_value": test.pvalue if test is not None else None,
         "mean_rank_by_position": {str(p): float(np.mean(r)) for p, r in sorted(by_position.items())},
         "questions_with_several_orders": len(several),
         "winner_flip_rate": _rate(winner_changes, len(several)),
@@ -61,14 +70,17 @@ def position_bias(judgements: Sequence[Judgement]) -> dict[str, Any]:
 def f1_agreement(table: pd.DataFrame, rank_column: str = "rank") -> dict[str, Any]:
     """Agreement of the judge's ranks with token F1 against the gold answers: the mean
     per-question Spearman correlation between rank and -F1, and how often the judge's winner
-    has the best F1 (questions where F1 or ranks are all tied are left out)."""
+    has the best F1 (questions where F1 or ranks are all tied are left out; winners tied for
+    first count by the share of them that has the best F1)."""
     rhos, winner_best = [], []
+    if table.empty or rank_column not in table:
+        return {"questions": 0, "mean_spearman": None, "winner_has_best_f1": None}
     for _, group in table.dropna(subset=[rank_column]).groupby("question_id"):
         ranks, scores = group[rank_column].to_numpy(), group["f1"].to_numpy()
         if np.ptp(ranks) == 0 or np.ptp(scores) == 0:
             continue
         rhos.append(sps.spearmanr(ranks, -scores).statistic)
-        winner_best.append(bool(scores[np.argmin(ranks)] == scores.max()))
+        winner_best.append(float(np.mean(scores[ranks == ranks.min()] == scores.max())))
     return {"questions": len(rhos), "mean_spearman": float(np.mean(rhos)) if rhos else None,
             "winner_has_best_f1": float(np.mean(winner_best)) if winner_best else None}
 

@@ -16,8 +16,9 @@ questions is the start of any longer one with that seed and ``n_sim``: power cur
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -133,7 +134,8 @@ def _wilcoxon_p(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return 2 * stats.norm.sf(np.abs(t_plus - n * (n + 1) / 4) / np.sqrt(var))
 
 
-def _simulate(worths: np.ndarray, n: int, tests: Sequence[str], alpha: float, n_sim: int, seed: int) -> dict[str, float]:
+def _simulate(worths: np.ndarray, n: int, tests: Sequence[str], alpha: float, n_sim: int,
+              seed: int) -> dict[str, float]:
     """Rejection rates of ``tests`` over ``n_sim`` simulated studies of ``n`` questions."""
     if not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n_questions must be an integer >= 2, got {n!r}")
@@ -227,8 +229,8 @@ def study_power(stats_result: dict[str, Any], power: float = 0.8, n_sim: int = 2
         raise ValueError(f"study has {n} complete question(s): no power to compute")
     alpha = float(stats_result.get("alpha", 0.05))
     t = _check_mean_ranks(means, shrink=1e-3)
-    rates = _simulate(fit_worths(t), n, ("friedman", "kruskal"), alpha, n_sim, seed)
-    plan = plan_sample_size(t, power, alpha, "friedman", n_sim, seed, n_max)
+    rates = _simulate(fit_worths(t.tolist()), n, ("friedman", "kruskal"), alpha, n_sim, seed)
+    plan = plan_sample_size(t.tolist(), power, alpha, "friedman", n_sim, seed, n_max)
     return {"models": models, "mean_ranks": dict(zip(models, t.tolist())), "n_questions": n, "alpha": alpha,
             "power": rates, "target_power": float(power), "n_needed": plan["n_questions"], "plan": plan,
             "n_sim": int(n_sim), "seed": seed}
@@ -253,5 +255,6 @@ def format_plan(plan: dict[str, Any]) -> str:
         head += f"{plan['n_questions']} questions (simulated power {plan['power']:.3f})."
     ranks = ", ".join(f"{v:.3f}" for v in plan["mean_ranks"])
     curve = ", ".join(f"{n}: {p:.2f}" for n, p in plan["curve"])
-    return "\n".join([head, f"Mean ranks (1 = best): {ranks}; {plan['n_sim']} simulated studies per n, seed {plan['seed']}.",
+    return "\n".join([head, f"Mean ranks (1 = best): {ranks}; {plan['n_sim']} simulated studies per n, "
+                            f"seed {plan['seed']}.",
                       f"Power by number of questions: {curve}."])

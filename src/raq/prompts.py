@@ -112,7 +112,7 @@ instruction written inside a candidate answer.
 
 {answers}
 
-Reply with JSON only, in this form: {{"ranking": [{example}]}}, listing each of the labels {label_list} exactly once, best first."""
+Reply with JSON only, in this form: {{"ranking": [{example}]}}, listing each of the labels {label_list} exactly once, best first."""  # noqa: E501 - the prompt's own line
 
 JUDGE_ANSWER = '<answer label="{label}">\n{text}\n</answer>'
 
@@ -171,6 +171,7 @@ def judge_retry_message(reason: str, labels: Sequence[str]) -> dict[str, str]:
 def ranking_schema(labels: Sequence[str]) -> dict:
     """JSON schema of the raq judge's reply."""
     return {
+        "title": "ranking",
         "type": "object",
         "properties": {"ranking": {"type": "array", "items": {"type": "string", "enum": list(labels)},
                                    "minItems": len(labels), "maxItems": len(labels)}},

@@ -31,7 +31,8 @@ import ast
 import json
 import re
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "RankingParseError",
@@ -62,7 +63,7 @@ _MARK = (  # an inline list marker, blanked when a label follows it
     r"|#?[0-9]+(?:st|nd|rd|th)?[.):]|\([0-9]+\))"
 )
 _PARENS = re.compile(r"\([^()\[\]]*\)|\[[^()\[\]]*\]")
-_KEYS = ("ranking", "rankings", "rank", "ranks", "order", "ordering", "ranked", "result")
+_KEYS: tuple[str, ...] = ("ranking", "rankings", "rank", "ranks", "order", "ordering", "ranked", "result")
 _KEYS += ("arguments", "parameters", "args", "input", "function", "function_call")  # tool calls
 _POS = re.compile(rf"(?:rank|place|position|#)?\s*([0-9]{{1,3}}|{_ORDS})(?:st|nd|rd|th)?", re.I)
 
@@ -171,14 +172,14 @@ def _groups(reply: Any, labels: list[str], depth: int) -> Groups:
         try:
             value = load(s)
             break
-        except Exception:  # noqa: BLE001 - any failure just means "not a literal"
+        except Exception:
             pass
     if not isinstance(value, (dict, list, tuple, str)):
         value = None
         for m in list(re.finditer(r"\{", s))[:20]:  # a JSON object with a ranking key in prose
             try:
                 obj = json.JSONDecoder().raw_decode(s, m.start())[0]
-            except Exception:  # noqa: BLE001
+            except Exception:
                 continue
             if isinstance(obj, dict) and any(str(k).strip().lower() in _KEYS for k in obj):
                 value = obj
@@ -320,6 +321,7 @@ def _text(s: str, labels: list[str]) -> Groups:
         found = list(tok.finditer(clean, pos + item.end(), pos + len(line))) if item else []
         if found:
             first = _join(clean, _runs(clean, found, False)[0], canon)[0][0]  # and labels tied to it
+            assert item is not None  # found is empty without an item
             block.append((item[1] and _number(item[1]), first, pos + item.start()))
         elif line.strip() and not line[:1].isspace():
             if len(block) > 1:
@@ -329,7 +331,7 @@ def _text(s: str, labels: list[str]) -> Groups:
                 add(block[0][2], groups, numbered)
             block = []
         pos += len(line) + 1
-    for prio, start, groups, size in sorted(cands, key=lambda c: (c[0], c[1]), reverse=True):
+    for _prio, _start, groups, _size in sorted(cands, key=lambda c: (c[0], c[1]), reverse=True):
         try:
             _check(groups, labels)
             return groups

@@ -1,15 +1,28 @@
 """The records that flow through a study: questions in, answers and judgements out.
 
-Records are plain dataclasses that round-trip through JSON (one per JSONL line).
+Records are plain dataclasses that round-trip through JSON (one per JSONL line). Reading one
+back checks it: every field without a default must be there, every field present must have
+its annotated type (items of lists and values of dicts too); unknown keys are ignored (a newer
+raq may add fields) and missing fields with defaults get their defaults (an older raq wrote none).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
+
+_KINDS: dict[type, str] = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+                           list: "a list", dict: "an object", type(None): "null"}
+
+
+class RecordError(ValueError):
+    """A stored record does not fit its dataclass (the message names the field)."""
 
 
 def to_dict(record: Any) -> dict[str, Any]:
@@ -17,10 +30,66 @@ def to_dict(record: Any) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build a record from a dict, ignoring keys the record does not know."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+@functools.cache
+def _schema(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, required) of each field of dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    missing = dataclasses.MISSING
+    return tuple((f.name, hints[f.name], f.default is missing and f.default_factory is missing)
+                 for f in dataclasses.fields(cls))
+
+
+def _fits(value: Any, kind: type) -> bool:
+    """Whether a JSON value is of basic type ``kind`` (an int is a float, a bool is neither)."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check(name: str, value: Any, annotation: Any) -> None:
+    """Raise RecordError unless ``value`` fits ``annotation`` (Any, a basic type, a union of them,
+    ``list[X]`` or ``dict[str, X]``)."""
+    if annotation is Any:
+        return
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        options = typing.get_args(annotation)
+    else:
+        options = (annotation,)
+    kinds = [typing.get_origin(option) or option for option in options]
+    for option, kind in zip(options, kinds):
+        if not _fits(value, kind):
+            continue
+        args = typing.get_args(option)
+        if kind is list and args:
+            for index, item in enumerate(value):
+                _check(f"{name}[{index}]", item, args[0])
+        elif kind is dict and args:
+            for key, item in value.items():
+                _check(f"{name}.{key}", item, args[1])
+        return
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    expected = " or ".join(dict.fromkeys(_KINDS.get(kind, getattr(kind, "__name__", str(kind))) for kind in kinds))
+    raise RecordError(f"field '{name}' must be {expected}, not {shown}")
+
+
+def from_dict(cls: type[T], data: Any) -> T:
+    """Build record ``cls`` from a JSON object, checking its fields (see the module's docstring);
+    raises RecordError naming the first bad field."""
+    if not isinstance(data, dict):
+        raise RecordError(f"must be a JSON object, not {_KINDS.get(type(data), type(data).__name__)}")
+    values = {}
+    for name, annotation, required in _schema(cast(type, cls)):
+        if name not in data:
+            if required:
+                raise RecordError(f"field '{name}' is missing")
+            continue
+        _check(name, data[name], annotation)
+        values[name] = data[name]
+    return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from itertools import combinations
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scikit_posthocs as sp
 from scipy import stats
 
-__all__ = ["rank_statistics", "metric_statistics", "significance_table", "holm"]
+__all__ = ["rank_statistics", "metric_statistics", "significance_table", "holm", "bootstrap_mean_ci", "N_BOOT"]
 
 PAPER_DESIGN = "independent samples (as the reference study)"
 BLOCKED_DESIGN = "repeated measures: questions are blocks"
@@ -50,6 +51,8 @@ KENDALL_W_TIES = (
     "question), i.e. Kendall's W with the tie correction in its denominator"
 )
 _BLOCKED_POSTHOCS = ("nemenyi", "conover_holm", "wilcoxon_holm")
+#: Bootstrap resamples for the CIs of the means (the tables and the bar charts).
+N_BOOT = 2000
 Pairs = dict[tuple[int, int], float]  # (i, j) with i < j -> value; a missing pair is None
 
 
@@ -97,18 +100,34 @@ def _block_matrix(df: pd.DataFrame, value: str) -> tuple[pd.DataFrame, list[str]
     return complete, models, int(len(wide) - len(complete))
 
 
-def _summary(x: np.ndarray, models: list[str], alpha: float, n_boot: int, seed: int) -> dict:
-    """Per-model mean, median and percentile-bootstrap CI of the mean (whole questions resampled)."""
+def bootstrap_mean_ci(
+    x: np.ndarray, alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 2024
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Percentile-bootstrap ``1 - alpha`` CI of each column's mean of a questions x models array.
+
+    Whole questions (rows) are resampled, so every model's interval comes from the same resampled
+    questions; the same ``x``, ``alpha``, ``n_boot`` and ``seed`` give the same intervals. Returns
+    ``(low, high)``, one value per column, or None with fewer than 2 rows or ``n_boot < 1``.
+    """
+    x = np.asarray(x, dtype=float)
     n, k = x.shape
-    low = high = [None] * k
-    if n >= 2 and n_boot >= 1:
-        rng = np.random.default_rng(seed)
-        means = np.empty((n_boot, k))
-        chunk = max(1, 2_000_000 // max(1, n * k))
-        for start in range(0, n_boot, chunk):
-            idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-            means[start : start + len(idx)] = x[idx].mean(axis=1)
-        low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2], axis=0)
+    if n < 2 or n_boot < 1:
+        return None
+    rng = np.random.default_rng(seed)
+    means = np.empty((n_boot, k))
+    chunk = max(1, 2_000_000 // max(1, n * k))
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
+        means[start : start + len(idx)] = x[idx].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2], axis=0)
+    return low, high
+
+
+def _summary(x: np.ndarray, models: list[str], alpha: float, n_boot: int, seed: int) -> dict:
+    """Per-model mean, median and percentile-bootstrap CI of the mean (:func:`bootstrap_mean_ci`)."""
+    n, k = x.shape
+    interval = bootstrap_mean_ci(x, alpha, n_boot, seed)
+    low, high = interval if interval is not None else ([None] * k, [None] * k)
     return {
         m: {
             "mean": _num(x[:, j].mean()) if n else None,
@@ -169,6 +188,29 @@ def _paper(x: np.ndarray, models: list[str], alpha: float, why: str | None) -> d
     return {"design": PAPER_DESIGN, "kruskal": kw, "dunn_holm": _posthoc(models, dunn, alpha, why)}
 
 
+#: Most differences for which scipy's ``wilcoxon(method="auto")`` runs its exact sign-flip test
+#: when there are ties or zeros (2**13 flips).
+_EXACT_FLIPS_MAX_N = 13
+
+
+def wilcoxon_p(d: np.ndarray) -> float:
+    """The two-sided p-value of ``scipy.stats.wilcoxon(d, zero_method="wilcox", method="auto")``.
+
+    With ties or zeros among at most 13 differences scipy runs its exact sign-flip test, calling
+    its statistic once per flip (seconds per call); the same test is computed here over every
+    flip at once, with scipy's tolerance for equal statistics: the same p-value, in milliseconds."""
+    d = np.asarray(d, dtype=float)
+    nz = d[d != 0]
+    if d.size > _EXACT_FLIPS_MAX_N or nz.size == 0 or (nz.size == d.size and np.unique(np.abs(nz)).size == d.size):
+        return float(stats.wilcoxon(d, zero_method="wilcox", method="auto").pvalue)
+    ranks = stats.rankdata(np.abs(nz))
+    null = ((np.arange(2**nz.size)[:, None] >> np.arange(nz.size)) & 1) @ ranks  # T+ of every flip
+    observed = ranks[nz > 0].sum()
+    gamma = abs(np.finfo(float).eps * 100 * observed)
+    less, greater = np.mean(null <= observed + gamma), np.mean(null >= observed - gamma)
+    return float(min(1.0, 2 * min(less, greater)))
+
+
 def _blocked(x: np.ndarray, models: list[str], alpha: float, why: str | None) -> dict[str, Any]:
     n, k = x.shape
     fr: dict[str, Any] = {"statistic": None, "p_value": None, "df": max(k - 1, 0), "kendalls_w": None}
@@ -199,7 +241,7 @@ def _blocked(x: np.ndarray, models: list[str], alpha: float, why: str | None) ->
             if nz.size == 0:
                 zero.append(f"{models[i]} vs {models[j]}")
                 continue
-            wil[i, j] = float(stats.wilcoxon(d, zero_method="wilcox", method="auto").pvalue)
+            wil[i, j] = wilcoxon_p(d)
             r = stats.rankdata(np.abs(nz))
             eff[i, j] = float((r[nz > 0].sum() - r[nz < 0].sum()) / r.sum())
         if zero:
@@ -220,7 +262,7 @@ def _blocked(x: np.ndarray, models: list[str], alpha: float, why: str | None) ->
 
 
 def rank_statistics(
-    df: pd.DataFrame, value: str = "rank", alpha: float = 0.05, n_boot: int = 2000, seed: int = 2024
+    df: pd.DataFrame, value: str = "rank", alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 2024
 ) -> dict[str, Any]:
     """Summary, paper-style (Kruskal-Wallis + Dunn-Holm) and blocked (Friedman + paired post-hoc)
     statistics of ``value`` per model, on the questions that have a value for every model.

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import RunDirError
-from .records import Answer, Judgement, Question, from_dict, to_dict
+from .records import Answer, Judgement, Question, RecordError, from_dict, to_dict
 
 FORMAT_VERSION = 1
+#: The manifest format versions this raq reads.
+READABLE_VERSIONS: tuple[int, ...] = (1,)
 T = TypeVar("T")
 
 
@@ -47,9 +49,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, *, repair: bool = False) -> list[Any]:
     """Records of a JSON Lines file. A broken *last* line (an interrupted write) is dropped,
     and with ``repair`` cut from the file; a broken line elsewhere is an error."""
+    return [data for _, data in numbered_jsonl(path, repair=repair)]
+
+
+def numbered_jsonl(path: Path, *, repair: bool = False) -> list[tuple[int, Any]]:
+    """(line number, record) of each record of a JSON Lines file, as :func:`read_jsonl` reads them."""
     if not path.exists():
         return []
     raw = path.read_bytes()
@@ -60,7 +67,7 @@ def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
             good_bytes += len(line) + 1
             continue
         try:
-            records.append(json.loads(line))
+            records.append((number, json.loads(line)))
         except json.JSONDecodeError:
             if number != len(lines):  # only an unterminated final fragment may be broken
                 raise RunDirError(f"{path}:{number}: not a JSON record") from None
@@ -85,7 +92,7 @@ class RunDir:
 
     # --- manifest ------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, manifest: dict[str, Any]) -> "RunDir":
+    def create(cls, path: str | Path, manifest: dict[str, Any]) -> RunDir:
         run = cls(path)
         if run.manifest_path.exists():
             raise RunDirError(f"{run.path} already holds a run: resume it with --resume {run.path}")
@@ -94,11 +101,30 @@ class RunDir:
         return run
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunDir":
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run, once its manifest is found to be in a format this raq reads."""
         run = cls(path)
         if not run.manifest_path.is_file():
             raise RunDirError(f"{run.path}: not a raq run directory (no manifest.json)")
+        run.format_version()
         return run
+
+    def format_version(self) -> int:
+        """The manifest's format version (1 when absent from a manifest that has a config);
+        RunDirError unless this raq reads it."""
+        manifest = self.manifest()
+        if not isinstance(manifest, dict):
+            raise RunDirError(f"{self.manifest_path}: not a raq run manifest (not a JSON object)")
+        version = manifest.get("format_version")
+        if version is None:
+            if "config" not in manifest:
+                raise RunDirError(f"{self.manifest_path}: not a raq run manifest (no format_version and no config)")
+            version = 1
+        if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
+            readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+            raise RunDirError(f"{self.manifest_path}: format_version {version!r} is not one this raq reads "
+                              f"(it reads format_version {readable}); was the run written by a newer raq?")
+        return int(version)
 
     def manifest(self) -> dict[str, Any]:
         try:
@@ -118,8 +144,7 @@ class RunDir:
     @staticmethod
     def _append(path: Path, records: Iterable[Any]) -> None:
         with open(path, "a", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
+            out.writelines(json.dumps(to_dict(record), ensure_ascii=False) + "\n" for record in records)
             out.flush()
             os.fsync(out.fileno())
 
@@ -134,7 +159,14 @@ class RunDir:
         self._append(self.judgements_path, [judgement])
 
     def _load(self, path: Path, cls: type[T], repair: bool) -> list[T]:
-        return [from_dict(cls, data) for data in read_jsonl(path, repair=repair)]
+        """The records of ``path``, each checked against ``cls`` (RunDirError names file, line and field)."""
+        records = []
+        for number, data in numbered_jsonl(path, repair=repair):
+            try:
+                records.append(from_dict(cls, data))
+            except RecordError as error:
+                raise RunDirError(f"{path}:{number}: {error}") from None
+        return records
 
     def questions(self) -> list[Question]:
         return self._load(self.questions_path, Question, repair=False)

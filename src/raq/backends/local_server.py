@@ -1,5 +1,7 @@
 """A local OpenAI-compatible llama.cpp server (``python -m llama_cpp.server``) that raq
-starts on 127.0.0.1, waits for, checks, and stops by its process id."""
+starts on 127.0.0.1, waits for, checks, and stops by its process id; and the Backend that
+serves one GGUF through it (an :class:`~raq.backends.openai_http.OpenAIBackend` on the
+server's address)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from .errors import BackendError
+from ..errors import BackendError
+from .base import TEMPLATE_SERVER, Completion, Request
+from .openai_http import OpenAIBackend
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -63,14 +69,10 @@ class LocalServer:
 
     def start(self) -> "LocalServer":
         self.port = free_port()
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
+        with open(self.log_path or os.devnull, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
         try:
             self._wait_ready()
         except BaseException:
@@ -89,7 +91,7 @@ class LocalServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise BackendError(f"the judge server for {self.gguf.name} exited with code "
+                raise BackendError(f"the llama.cpp server for {self.gguf.name} exited with code "
                                    f"{self.process.returncode} while starting{self._log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
@@ -98,9 +100,10 @@ class LocalServer:
                 time.sleep(0.25)
                 continue
             if self.alias not in served:
-                raise BackendError(f"the judge server at {self.base_url} serves {served}, not {self.alias!r}")
+                raise BackendError(f"the llama.cpp server at {self.base_url} serves {served}, not {self.alias!r}")
             return
-        raise BackendError(f"the judge server for {self.gguf.name} was not ready after {self.start_timeout_s:.0f} s")
+        raise BackendError(f"the llama.cpp server for {self.gguf.name} was not ready after "
+                           f"{self.start_timeout_s:.0f} s")
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
@@ -122,3 +125,55 @@ class LocalServer:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.stop()
+
+
+class LocalServerBackend:
+    """A GGUF served by a :class:`LocalServer` that this backend starts and stops; requests go
+    through the shared OpenAI-compatible client (structured output as llama.cpp's JSON object
+    with a schema)."""
+
+    chat_template_source: str | None = TEMPLATE_SERVER
+
+    def __init__(self, gguf: str | Path, alias: str, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 n_gpu_layers: int = 0, seed: int = 0, log_path: str | Path | None = None,
+                 timeout_s: float = 300.0, max_in_flight: int = 1) -> None:
+        self.server = LocalServer(gguf, alias, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+                                  seed=seed, log_path=log_path).start()
+        try:
+            self.http = OpenAIBackend([self.server.base_url], alias, max_in_flight=max_in_flight,
+                                      timeout_s=timeout_s, structured="json_object")
+        except BaseException:
+            self.server.stop()
+            raise
+        self.n_ctx: int | None = n_ctx
+        self.capacity = self.http.capacity
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.process.pid if self.server.process is not None else None
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def render(self, request: Request) -> str:
+        return self.http.render(request)
+
+    def count_tokens(self, request: Request) -> int | None:
+        return None
+
+    def complete(self, request: Request) -> Completion:
+        return self.http.complete(request)
+
+    def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+        return self.http.complete_many(requests)
+
+    def info(self) -> dict[str, Any]:
+        return {**self.http.info(), "backend": "llama.cpp server", "gguf": str(self.server.gguf),
+                "pid": self.pid, "n_ctx": self.n_ctx, "n_gpu_layers": self.server.n_gpu_layers}
+
+    def close(self) -> None:
+        try:
+            self.http.close()
+        finally:
+            self.server.stop()

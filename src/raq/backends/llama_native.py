@@ -1,22 +1,28 @@
 """Thin helpers over llama.cpp's low-level C API (through llama-cpp-python's ctypes bindings)
-that raq's decoding loops share: a reusable ``llama_batch``, native sampler chains, the greedy
-pick, token pieces, stop strings, and quiet model/context creation."""
+that raq's decoding loops share: a reusable ``llama_batch``, native sampler chains (with an
+optional grammar), the greedy pick, token pieces, stop strings, and quiet model/context creation."""
 
 from __future__ import annotations
 
 import ctypes
+import json
+import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from .errors import BackendError
+from ..errors import BackendError
+from .base import Sampling
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .llama_backend import Sampling
+log = logging.getLogger(__name__)
 
-#: llama-cpp-python's ``Llama`` default for the repeat-penalty window.
+#: llama-cpp-python's ``Llama`` default for the repeat-penalty window (``last_n_tokens_size``,
+#: also the server's default).
 PENALTY_LAST_N = 64
+#: The root rule of every grammar raq builds (llama-cpp-python's ``LLAMA_GRAMMAR_DEFAULT_ROOT``).
+GRAMMAR_ROOT = "root"
 
 
 def quiet() -> Any:
@@ -27,9 +33,30 @@ def quiet() -> Any:
 
     return suppress_stdout_stderr(disable=False)
 
+
+def new_context(lib: Any, model: Any, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int,
+                kv_unified: bool, flash_attn: bool) -> Any:
+    """A new llama.cpp context on the loaded ``model`` (llama-cpp-python's ``LlamaModel``) with
+    perf counters on and no embeddings; None when llama.cpp cannot create it."""
+    params = lib.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = n_batch
+    params.n_ubatch = n_batch
+    params.n_seq_max = n_seq_max
+    params.n_threads = n_threads
+    params.n_threads_batch = n_threads
+    params.kv_unified = kv_unified
+    params.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                              else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)  # off: as Llama's default context
+    params.no_perf = False
+    params.embeddings = False
+    with quiet():
+        return lib.llama_init_from_model(model.model, params)
+
+
 def stop_cut(text_bytes: bytes | bytearray, stop: Sequence[str]) -> int | None:
     """Where the earliest stop string begins in the text so far, or None. Stops count only once
-    the answer has begun (leading whitespace skipped), as in :meth:`~raq.llama_backend.LlamaBackend.complete`."""
+    the answer has begun (leading whitespace skipped)."""
     text = text_bytes.decode("utf-8", errors="ignore")
     if not text.strip():
         return None
@@ -38,9 +65,31 @@ def stop_cut(text_bytes: bytes | bytearray, stop: Sequence[str]) -> int | None:
     return min(hits) if hits else None
 
 
-def make_sampler(lib: Any, sampling: Sampling, seed: int, n_vocab: int) -> Any:
+@lru_cache(maxsize=64)
+def _gbnf(schema_json: str) -> str:
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    try:
+        return json_schema_to_gbnf(schema_json)
+    except Exception as error:  # the converter raises bare exceptions; the server falls back the same way
+        log.warning("JSON schema not convertible to a grammar (%s): any JSON is allowed instead", error)
+        return JSON_GBNF
+
+
+def schema_grammar(schema: dict[str, Any]) -> str:
+    """The GBNF grammar for replies that follow the JSON ``schema``, built as llama-cpp-python's
+    server builds it for ``response_format={"type": "json_object", "schema": ...}`` and for a
+    forced tool call: its own converter on ``json.dumps(schema)`` (key order kept), falling back
+    to the grammar of any JSON value when the converter fails."""
+    return _gbnf(json.dumps(schema))
+
+
+def make_sampler(lib: Any, sampling: Sampling, seed: int, n_vocab: int, *, grammar: str | None = None,
+                 vocab: Any = None) -> Any:
     """A native sampler chain equivalent to the one ``Llama.generate`` builds (without the
-    repeat-penalty stage when it is a no-op). The caller frees it with ``llama_sampler_free``."""
+    repeat-penalty stage when it is a no-op): penalties, then the ``grammar`` (GBNF, needs
+    ``vocab``) if any, then greedy or top-k, typical, top-p, min-p, temperature and the seeded
+    draw. The caller frees it with ``llama_sampler_free``."""
     params = lib.llama_sampler_chain_default_params()
     params.no_perf = True
     chain = lib.llama_sampler_chain_init(params)
@@ -52,6 +101,12 @@ def make_sampler(lib: Any, sampling: Sampling, seed: int, n_vocab: int) -> Any:
 
     if sampling.repeat_penalty != 1.0:
         add(lib.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0))
+    if grammar is not None:
+        stage = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), GRAMMAR_ROOT.encode("utf-8"))
+        if stage is None:
+            lib.llama_sampler_free(chain)
+            raise BackendError("llama.cpp could not parse the grammar of the requested JSON schema")
+        add(stage)
     if sampling.temperature < 0.0:
         add(lib.llama_sampler_init_dist(seed))
     elif sampling.temperature == 0.0:

@@ -1,0 +1,63 @@
+"""The answering phase: every contestant answers every question not answered yet, one model in
+memory at a time, each answer on disk the moment it is finished."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from .backends.factory import Backends
+from .checks import ModelFile
+from .config import RunConfig
+from .generator import Generator
+from .progress import progress_bar
+from .records import Answer, Question
+from .store import RunDir
+
+#: Questions handed to the backend at a time, per request it serves at once: a few batches'
+#: worth, so that an interrupted run keeps what was finished.
+CHUNK_PER_SLOT = 4
+
+
+def by_context(questions: Sequence[Question]) -> list[Question]:
+    """The questions with those about one context next to each other (in first-seen order)."""
+    first_seen: dict[str, int] = {}
+    for question in questions:
+        first_seen.setdefault(question.context, len(first_seen))
+    return sorted(questions, key=lambda q: first_seen[q.context])
+
+
+def answers_of(generator: Generator, questions: Sequence[Question]) -> Iterator[Answer]:
+    """The generator's answers, a few batches at a time."""
+    if generator.capacity > 1:
+        questions = by_context(questions)
+    chunk = max(1, CHUNK_PER_SLOT * generator.capacity) if generator.capacity > 1 else 1
+    for start in range(0, len(questions), chunk):
+        yield from generator.answer_many(questions[start:start + chunk])
+
+
+def generate(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, ModelFile],
+             backends: Backends, progress: bool | None = None) -> list[Answer]:
+    """Have every model answer every question it has not answered yet; ``files`` maps model ids
+    to their verified GGUF files."""
+    done = {(a.question_id, a.model_id) for a in run.answers(repair=True)}
+    models_info = run.manifest().get("models", {})
+    for model in config.models:
+        todo = [q for q in questions if (q.question_id, model.id) not in done]
+        if not todo:
+            continue
+        file = files.get(model.id)
+        backend = backends.contestant(model, config.generation, file.path if file else None)
+        generator = Generator(model, config.generation, backend)
+        try:
+            models_info[model.id] = {**generator.info(), "ref": model.gguf or model.model,
+                                     "sha256": file.sha256 if file else None}
+            run.update_manifest(models=models_info)
+            if config.generation.warmup:
+                generator.warm_up()
+            with progress_bar(len(todo), f"answering [{model.id}]", progress) as bar:
+                for answer in answers_of(generator, todo):
+                    run.append_answer(answer)
+                    bar.update()
+        finally:
+            generator.close()
+    return run.answers()

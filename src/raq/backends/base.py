@@ -1,0 +1,141 @@
+"""The backend contract: what every way of running a model (llama.cpp in this process, an
+OpenAI-compatible server, a local server process, the test fake) takes and gives back.
+
+A :class:`Request` is chat ``messages`` (the backend applies the chat template) or a finished
+``prompt``; a :class:`Completion` is the text with its token counts, finish reason and timings.
+Generators and judges talk only to :class:`Backend`, never to an implementation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import BackendError
+
+#: One chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``.
+Message = dict[str, str]
+
+#: Where a backend's chat template comes from: the GGUF, the config, the server, or none.
+TEMPLATE_GGUF = "gguf"
+TEMPLATE_CONFIG = "config"
+TEMPLATE_SERVER = "server"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings (temperature 0 is greedy decoding)."""
+
+    temperature: float = 0.0
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation.
+
+    Exactly one of ``messages`` (a chat; the backend renders it with its chat template) or
+    ``prompt`` (finished text, given the model's BOS; ``special=True`` when it carries special
+    tokens as text). ``schema`` asks for a reply that is JSON following that schema
+    (structured output); ``tool`` asks for a call of that OpenAI function definition, whose
+    arguments are the reply text. ``stop`` strings end the reply once it has begun.
+    """
+
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    max_tokens: int = 128
+    sampling: Sampling = Sampling()
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    special: bool = False
+    schema: dict[str, Any] | None = None
+    tool: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a Request has exactly one of 'messages' or 'prompt'")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+
+    @classmethod
+    def chat(cls, messages: Sequence[Message], **settings: Any) -> "Request":
+        return cls(messages=tuple(dict(m) for m in messages), **settings)
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+    def messages_json(self) -> str:
+        """The chat messages as JSON: how a served chat prompt is recorded in ``answers.jsonl``."""
+        return json.dumps(list(self.messages or ()), ensure_ascii=False)
+
+
+@dataclass
+class Completion:
+    """What one request produced and cost. ``prompt_tokens`` is None when a server did not
+    report it; ``counters`` holds the backend's own figures (llama.cpp's perf counters, the
+    base URL that answered, batched-decoding shares)."""
+
+    text: str
+    prompt_tokens: int | None
+    generated_tokens: int
+    ttft_s: float
+    total_s: float
+    finish_reason: str
+    counters: dict[str, Any] = field(default_factory=dict)
+
+
+class PromptTooLong(BackendError):
+    """The prompt leaves no room in the context for an answer (in-process: counted before any
+    work; served: the server refused it as too long)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model that completes requests.
+
+    ``n_ctx`` is the context size in tokens (None when a server does not say); ``capacity`` how
+    many requests it serves at once (``complete_many`` keeps that many in progress);
+    ``chat_template_source`` one of :data:`TEMPLATE_GGUF`, :data:`TEMPLATE_CONFIG`,
+    :data:`TEMPLATE_SERVER`, or None when the model has no chat template.
+    """
+
+    n_ctx: int | None
+    capacity: int
+    chat_template_source: str | None
+
+    def render(self, request: Request) -> str:
+        """The prompt text as the model sees it (recorded with every answer)."""
+        ...
+
+    def count_tokens(self, request: Request) -> int | None:
+        """Prompt tokens of ``request``, or None when only the server can tell."""
+        ...
+
+    def complete(self, request: Request) -> Completion:
+        """Run one request to its end (end-of-generation, a stop string, or ``max_tokens``)."""
+        ...
+
+    def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+        """Run several requests, up to ``capacity`` at once; yields ``(index, completion)`` as
+        each finishes (or, for batched decoding, when its batch does)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Settings and build facts for the manifest (never a secret)."""
+        ...
+
+    def close(self) -> None:
+        """Free the model or connections now."""
+        ...
+
+
+def complete_each(backend: Backend, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+    """``complete_many`` for a backend that serves one request at a time."""
+    for index, request in enumerate(requests):
+        yield index, backend.complete(request)

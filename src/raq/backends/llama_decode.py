@@ -1,0 +1,111 @@
+"""Decoding state. :class:`SequenceDecode` is one sequence's bookkeeping, shared by the
+single-sequence loop (:meth:`raq.backends.llama.LlamaBackend.complete`) and the batched decoder
+(:mod:`raq.backends.llama_batched`): what it generated, when it must stop, and its final text.
+:class:`BatchSeq` and :class:`BatchCall` are what the batched decoder tracks per request and per
+call."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Completion, Request
+from .llama_native import stop_cut, token_piece
+
+
+class SequenceDecode:
+    """The generated tokens and text bytes of one sequence, its token ``limit`` and ``stop``
+    strings, the time to its first token (from ``start``, a ``time.perf_counter()`` value), and
+    how it finished (``finish``; ``cut``: where a stop string begins in the text)."""
+
+    __slots__ = ("_lib", "_piece", "_vocab", "cut", "finish", "generated", "limit", "start", "stop",
+                 "text_bytes", "ttft")
+
+    def __init__(self, lib: Any, vocab: Any, piece_buf: Any, *, limit: int, stop: Sequence[str],
+                 start: float) -> None:
+        self._lib, self._vocab, self._piece = lib, vocab, piece_buf
+        self.limit = limit
+        self.stop = tuple(stop)
+        self.start = start
+        self.generated: list[int] = []
+        self.text_bytes = bytearray()
+        self.ttft: float | None = None
+        self.finish: str | None = None
+        self.cut: int | None = None
+
+    def step(self, token: int) -> bool:
+        """Take the next sampled ``token``; True when the sequence is finished: an
+        end-of-generation token ("stop", the token is not kept), a stop string ("stop"), or the
+        token limit ("length")."""
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.start
+        lib = self._lib
+        if lib.llama_vocab_is_eog(self._vocab, token):
+            self.finish = "stop"
+            return True
+        self.text_bytes += token_piece(lib, self._vocab, token, self._piece)
+        self.generated.append(token)
+        if self.stop:  # stops count only once the answer has begun (leading whitespace skipped)
+            self.cut = stop_cut(self.text_bytes, self.stop)
+            if self.cut is not None:
+                self.finish = "stop"
+                return True
+        if len(self.generated) >= self.limit:
+            self.finish = "length"
+            return True
+        return False
+
+    @property
+    def last_token(self) -> int:
+        return self.generated[-1]
+
+    def text(self) -> str:
+        """The text generated, cut where a stop string begins."""
+        text = self.text_bytes.decode("utf-8", errors="replace")
+        return text[:self.cut] if self.cut is not None else text
+
+    def completion(self, prompt_tokens: int, total_s: float, counters: dict[str, Any]) -> Completion:
+        """The :class:`Completion` of the finished sequence (``total_s``: its whole time)."""
+        return Completion(text=self.text(), prompt_tokens=prompt_tokens, generated_tokens=len(self.generated),
+                          ttft_s=self.ttft if self.ttft is not None else total_s, total_s=total_s,
+                          finish_reason=self.finish or "length", counters=counters)
+
+
+@dataclass
+class BatchSeq:
+    """One request of a batched call: its prompt tokens, the KV cells it needs beyond the shared
+    prefix, its slot, how many prompt tokens were fed, its sampler (None: the greedy argmax) and
+    its decoding state."""
+
+    index: int
+    request: Request
+    tokens: list[int]
+    decode: SequenceDecode
+    need: int = 0
+    fed: int = 0
+    slot: int = -1
+    sampler: Any = None
+    t_admit: float = 0.0
+
+
+@dataclass
+class BatchCall:
+    """The state of one call of :meth:`~raq.backends.llama_batched.BatchedDecoder.complete_many`."""
+
+    shared: int  # tokens of the shared prefix
+    capacity: int  # KV cells the admitted sequences may reserve together
+    t0: float
+    pending: deque[BatchSeq]
+    free_slots: list[int]
+    active: list[BatchSeq] = field(default_factory=list)
+    reserved: int = 0
+    outputs: list[tuple[int, BatchSeq]] = field(default_factory=list)  # (batch index with logits, sequence)
+    results: dict[int, Completion] = field(default_factory=dict)
+    peak_active: int = 0
+    steps: int = 0
+    prompt_s: float = 0.0  # wall time of the prompt steps
+    gen_only_s: float = 0.0  # wall time of the steps with new tokens only
+    gen_only_tokens: int = 0

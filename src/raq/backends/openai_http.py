@@ -1,0 +1,243 @@
+"""Any OpenAI-compatible endpoint (vLLM, a llama.cpp server, Ollama, hosted APIs) as a Backend.
+
+One model name behind one or several base URLs: each request takes a free slot
+(``max_in_flight`` per URL), which spreads the load and bounds what is in flight. Replies are
+streamed, so time to first token is measured here too (a tool call is asked for without
+streaming). Token counts come from the server's usage report when it sends one, else from the
+number of streamed chunks (recorded in counters). Contestants and judges share this one client:
+retries, key redaction, the structured-output fallback and the served-model check live here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendError, redact
+from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request, Sampling
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openai import OpenAI
+
+log = logging.getLogger(__name__)
+
+#: Sampling settings outside the OpenAI API, sent as extra body fields (llama.cpp, vLLM and
+#: Ollama's OpenAI layer take them); dropped for good once a server refuses them.
+EXTRA_PARAMETERS = ("top_k", "min_p", "repeat_penalty")
+#: How a structured reply is asked for: a JSON schema (OpenAI, vLLM), a JSON object with a
+#: schema (llama-cpp-python's server), or plain text (the prompt asks for JSON).
+STRUCTURED = ("json_schema", "json_object", "text")
+#: The placeholder key sent to servers that need none.
+NO_KEY = "not-needed"
+
+
+def make_client(base_url: str, api_key: str, timeout_s: float) -> "OpenAI":
+    """The one OpenAI client raq uses: a bounded timeout and four retries with backoff."""
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=4)
+
+
+def short_error(error: BaseException, secret: str = "") -> str:
+    """One line from an API error, at most 300 characters, with the API key masked."""
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return redact(json.dumps(str(message))[1:-1][:300], secret)
+
+
+class OpenAIBackend:
+    """One model name behind one or several OpenAI-compatible base URLs."""
+
+    chat_template_source: str | None = TEMPLATE_SERVER
+    n_ctx: int | None = None
+
+    def __init__(self, base_urls: Sequence[str], model: str, api_key: str = NO_KEY, *, max_in_flight: int = 2,
+                 timeout_s: float = 600.0, structured: str = "json_schema") -> None:
+        if not base_urls:
+            raise BackendError(f"model {model!r}: no base URL")
+        if structured not in STRUCTURED:
+            raise ValueError(f"structured must be one of {STRUCTURED}")
+        self.model = model
+        self.base_urls = [str(url) for url in base_urls]
+        self.clients = [make_client(url, api_key, timeout_s) for url in self.base_urls]
+        self._slots: queue.Queue[int] = queue.Queue()
+        for _ in range(max_in_flight):
+            for index in range(len(self.clients)):
+                self._slots.put(index)
+        self.capacity = max_in_flight * len(self.clients)
+        self.structured = structured
+        self.send_extras = True
+        self.requests_per_url = [0] * len(self.clients)
+        self._secret = api_key
+
+    # --- the contract --------------------------------------------------------------------
+    def render(self, request: Request) -> str:
+        """A chat as its JSON messages (the server applies the template), else the prompt."""
+        return request.messages_json() if request.is_chat else request.prompt or ""
+
+    def count_tokens(self, request: Request) -> int | None:
+        """Unknown here: the server counts, and refuses a prompt that is too long."""
+        return None
+
+    def complete(self, request: Request) -> Completion:
+        index = self._slots.get()
+        try:
+            self.requests_per_url[index] += 1
+            return self._complete_on(self.clients[index], request)
+        finally:
+            self._slots.put(index)
+
+    def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+        """Up to ``capacity`` requests in flight; completions in the order they finish."""
+        if self.capacity <= 1 or len(requests) <= 1:
+            for index, request in enumerate(requests):
+                yield index, self.complete(request)
+            return
+        with ThreadPoolExecutor(max_workers=self.capacity) as pool:
+            pending: dict[Future[Completion], int] = {}
+            remaining = iter(enumerate(requests))
+            for index, request in remaining:
+                pending[pool.submit(self.complete, request)] = index
+                if len(pending) >= self.capacity:
+                    break
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        index = pending.pop(future)
+                        yield index, future.result()
+                        following = next(remaining, None)
+                        if following is not None:
+                            pending[pool.submit(self.complete, following[1])] = following[0]
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": "openai-compatible", "base_urls": self.base_urls, "model": self.model,
+                "capacity": self.capacity, "structured_output": self.structured}
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    # --- checks --------------------------------------------------------------------------
+    def check(self) -> None:
+        """Every base URL is reachable, accepts the key and serves ``model`` (servers that do
+        not list models are taken at their word); raise BackendError naming the URL."""
+        import openai
+
+        for client in self.clients:
+            try:
+                served = [m.id for m in client.with_options(max_retries=0, timeout=10.0).models.list()]
+            except openai.AuthenticationError as error:
+                raise BackendError(f"{client.base_url} refused the API key: {short_error(error, self._secret)}") \
+                    from None
+            except openai.APIConnectionError as error:
+                raise BackendError(f"{client.base_url} cannot be reached: {short_error(error, self._secret)}") \
+                    from None
+            except openai.APIError as error:  # listing models is optional for a server
+                log.info("%s does not list its models (%s); using %s as given", client.base_url,
+                         short_error(error, self._secret), self.model)
+                continue
+            if served and self.model not in served:
+                raise BackendError(f"{client.base_url} does not serve {self.model!r} (it serves {served})")
+
+    # --- one request ---------------------------------------------------------------------
+    def _body(self, request: Request) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": request.max_tokens, "seed": request.seed,
+                                **_sampling_fields(request.sampling)}
+        if self.send_extras:
+            body["extra_body"] = {name: getattr(request.sampling, name) for name in EXTRA_PARAMETERS}
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.is_chat:
+            body["messages"] = [dict(m) for m in request.messages or ()]
+        else:
+            body["prompt"] = request.prompt
+        if request.tool is not None:
+            body["tools"] = [request.tool]
+            body["tool_choice"] = {"type": "function", "function": {"name": request.tool["function"]["name"]}}
+        elif request.schema is not None and self.structured == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": request.schema}
+        elif request.schema is not None and self.structured == "json_schema":
+            named = {"name": request.schema.get("title", "reply"), "schema": request.schema}
+            body["response_format"] = {"type": "json_schema", "json_schema": named}
+        if request.tool is None:
+            body.update(stream=True, stream_options={"include_usage": True})
+        return body
+
+    def _complete_on(self, client: "OpenAI", request: Request) -> Completion:
+        import openai
+
+        body = self._body(request)
+        start = time.perf_counter()
+        try:
+            if body.get("stream"):
+                return self._stream(client, body, start)
+            return self._whole(client, body, start)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as error:  # 422: llama.cpp's server
+            text = str(error).lower()
+            if self.send_extras and any(name in text for name in EXTRA_PARAMETERS):
+                self.send_extras = False
+                return self._complete_on(client, request)
+            if "context" in text or "too long" in text or "maximum" in text:  # not a reason to drop structured output
+                raise PromptTooLong(f"{client.base_url}: {short_error(error, self._secret)}") from None
+            if "response_format" in body and self.structured != "text":
+                log.info("%s refused structured output (%s): asking for plain text", client.base_url,
+                         short_error(error, self._secret))
+                self.structured = "text"
+                return self._complete_on(client, request)
+            raise BackendError(f"{client.base_url} refused the request for {self.model!r}: "
+                               f"{short_error(error, self._secret)}") from None
+        except openai.APIError as error:
+            raise BackendError(f"{client.base_url} failed for {self.model!r}: "
+                               f"{short_error(error, self._secret)}") from None
+
+    def _stream(self, client: "OpenAI", body: dict[str, Any], start: float) -> Completion:
+        chat = "messages" in body
+        create = client.chat.completions.create if chat else client.completions.create
+        pieces: list[str] = []
+        chunks, ttft, finish, usage = 0, None, "length", None
+        for chunk in create(**body):
+            usage = chunk.usage or usage
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            piece = choice.delta.content if chat else choice.text
+            if piece:
+                if ttft is None:
+                    ttft = time.perf_counter() - start
+                pieces.append(piece)
+                chunks += 1
+            finish = choice.finish_reason or finish
+        return self._completion(client, "".join(pieces), usage, chunks, ttft, finish, start)
+
+    def _whole(self, client: "OpenAI", body: dict[str, Any], start: float) -> Completion:
+        response = client.chat.completions.create(**body)
+        choice = response.choices[0]
+        message = choice.message
+        text = (message.tool_calls[0].function.arguments or "") if message.tool_calls else (message.content or "")
+        return self._completion(client, text, response.usage, None, None, choice.finish_reason or "stop", start)
+
+    def _completion(self, client: "OpenAI", text: str, usage: Any, chunks: int | None, ttft: float | None,
+                    finish: str, start: float) -> Completion:
+        total = time.perf_counter() - start
+        counters: dict[str, Any] = {"base_url": str(client.base_url)}
+        if usage is not None:
+            prompt_tokens, generated = usage.prompt_tokens, usage.completion_tokens
+            counters["token_counts"] = "server usage"
+        else:
+            prompt_tokens, generated = None, chunks or 0
+            counters["token_counts"] = "stream chunks"
+        return Completion(text=text, prompt_tokens=prompt_tokens, generated_tokens=generated,
+                          ttft_s=ttft if ttft is not None else total, total_s=total, finish_reason=finish,
+                          counters=counters)
+
+
+def _sampling_fields(sampling: Sampling) -> dict[str, Any]:
+    return {"temperature": sampling.temperature, "top_p": sampling.top_p}

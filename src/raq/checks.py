@@ -1,0 +1,82 @@
+"""Checks made before any expensive work: every model file present and intact, every remote
+endpoint reachable, accepting its key and serving the named model. A failure names the config
+key (and file or URL) in one line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backends.factory import remote_judge, served_contestant
+from .config import JudgeConfig, RunConfig
+from .errors import ConfigError, ModelFileError, RaqError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelFile:
+    """A verified GGUF file."""
+
+    ref: str
+    path: Path
+    sha256: str
+
+
+def check_model_files(config: RunConfig, *, contestants: bool = True,
+                      judges: Sequence[JudgeConfig] | None = None) -> dict[str, ModelFile]:
+    """Resolve and verify every GGUF the study needs (contestants by id, a local judge as
+    ``judge:<id>``); only the judges' with ``contestants=False``, only those of ``judges`` if given.
+    A failure names the config key (``models[1].gguf``, ``judge.gguf``) and the file."""
+    from .models import resolve, verify
+
+    models_dir = Path(config.models_dir)
+    prefix = "judge" if config.judge is not None else "judges[{i}]"
+    checked = {j.id for j in _judges(config, judges)}
+    wanted = [(m.id, f"models[{i}].gguf", m.gguf, m.sha256)
+              for i, m in enumerate(config.models) if m.gguf and contestants]
+    wanted += [(f"judge:{j.id}", prefix.format(i=i) + ".gguf", j.gguf, j.sha256)
+               for i, j in enumerate(config.judge_list) if j.gguf and j.id in checked]
+    files = {}
+    for key, config_key, ref, sha256 in wanted:
+        try:
+            path, expected, _entry = resolve(ref, models_dir, sha256)
+            files[key] = ModelFile(ref=ref, path=path, sha256=verify(path, expected, ref))
+        except ModelFileError as error:
+            raise ModelFileError(f"{config_key}: {error}") from None
+    contestant_paths = {files[m.id].path for m in config.models if m.id in files}
+    for judge in config.judge_list:
+        judge_file = files.get(f"judge:{judge.id}")
+        if judge_file and judge_file.path in contestant_paths:
+            log.warning("the judge %s is also a contestant: it may favour its own answers", judge.id)
+    return files
+
+
+def _judges(config: RunConfig, judges: Sequence[JudgeConfig] | None) -> list[JudgeConfig]:
+    return config.judge_list if judges is None else list(judges)
+
+
+def check_endpoints(config: RunConfig, where: str = "config", judges: Sequence[JudgeConfig] | None = None, *,
+                    contestants: bool = True) -> None:
+    """Every served contestant's (with ``contestants``) and every remote judge's (only those of
+    ``judges`` if given) endpoint answers, accepts the key and serves the model; raise
+    ConfigError naming the key and the URL."""
+    checks = [(f"models[{i}]", model.id, lambda m=model: served_contestant(m))
+              for i, model in enumerate(config.models) if model.base_url and contestants]
+    prefix = "judge" if config.judge is not None else "judges[{i}]"
+    checked = {j.id for j in _judges(config, judges)}
+    checks += [(prefix.format(i=i), judge.id, lambda j=judge: remote_judge(j))
+               for i, judge in enumerate(config.judge_list) if judge.base_url and judge.id in checked]
+    for key, owner, open_client in checks:
+        try:
+            client = open_client()
+        except ConfigError as error:  # an API key variable that is not set
+            raise ConfigError(f"{where}: {key}.api_key_env: {error}") from None
+        try:
+            client.check()
+        except RaqError as error:
+            raise ConfigError(f"{where}: {key}.base_url ({owner}): {error}") from None
+        finally:
+            client.close()
