@@ -84,7 +84,7 @@ def test_a_server_serving_another_alias_is_refused_and_stopped(tmp_path: Path) -
         original()
 
     server._wait_ready = watch  # type: ignore[method-assign]
-    with pytest.raises(BackendError, match=r"serves \['someone-else'\], not 'judge'"):
+    with pytest.raises(BackendError, match=r"does not serve 'judge' \(it serves \['someone-else'\]\)"):
         server.start()
     assert server.process is None and gone(started[0])
 

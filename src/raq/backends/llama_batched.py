@@ -68,8 +68,6 @@ from .llama_native import NativeBatch, greedy_token, new_context
 #: the prompt is grouped. (Gemma-3 with an unaligned 3-token prefix: 2 of 6 greedy answers
 #: differed from single-sequence decoding, none with the prefix cut to 0.)
 PREFIX_ALIGN = 32
-#: A note put on every answer produced in batched mode.
-BATCHED_NOTE = "batched decoding (n_parallel={n}): timings are shared-batch figures, not single-sequence speed"
 
 
 class BatchedContextTooSmall(BackendError):

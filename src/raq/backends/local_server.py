@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import BackendError
 from .base import TEMPLATE_SERVER, Completion, Request
-from .openai_http import OpenAIBackend
+from .openai_http import OpenAIBackend, require_served
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -99,8 +99,7 @@ class LocalServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, KeyError):
                 time.sleep(0.25)
                 continue
-            if self.alias not in served:
-                raise BackendError(f"the llama.cpp server at {self.base_url} serves {served}, not {self.alias!r}")
+            require_served(self.base_url, served or [""], self.alias)
             return
         raise BackendError(f"the llama.cpp server for {self.gguf.name} was not ready after "
                            f"{self.start_timeout_s:.0f} s")

@@ -43,6 +43,13 @@ def make_client(base_url: str, api_key: str, timeout_s: float) -> "OpenAI":
     return OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=4)
 
 
+def require_served(base_url: str, served: Sequence[str], model: str) -> None:
+    """Refuse ``model`` when the endpoint lists its models and ``model`` is not among them (some
+    servers answer any name with their default model)."""
+    if served and model not in served:
+        raise BackendError(f"{base_url} does not serve {model!r} (it serves {list(served)})")
+
+
 def short_error(error: BaseException, secret: str = "") -> str:
     """One line from an API error, at most 300 characters, with the API key masked."""
     message = getattr(error, "message", None) or str(error) or type(error).__name__
@@ -144,8 +151,7 @@ class OpenAIBackend:
                 log.info("%s does not list its models (%s); using %s as given", client.base_url,
                          short_error(error, self._secret), self.model)
                 continue
-            if served and self.model not in served:
-                raise BackendError(f"{client.base_url} does not serve {self.model!r} (it serves {served})")
+            require_served(str(client.base_url), served, self.model)
 
     # --- one request ---------------------------------------------------------------------
     def _body(self, request: Request) -> dict[str, Any]:
