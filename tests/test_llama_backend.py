@@ -173,3 +173,30 @@ def test_a_tool_is_shown_to_a_template_that_renders_tools():
         assert "return_rank" not in backend.render(Request.chat(messages))
     finally:
         backend.close()
+
+
+@pytest.mark.integration
+def test_reusing_the_prompt_prefix_reads_only_the_new_part_and_gives_the_same_replies(smol, super_bowl):
+    """A judge's orders of one question share most of their prompt: with ``reuse_prefix`` only
+    the part after the shared tokens is read, and the replies equal those of a full read."""
+    from conftest import demo_model
+
+    shown = [["Denver Broncos", "Carolina Panthers", "the Broncos"],
+             ["the Broncos", "Denver Broncos", "Carolina Panthers"]]
+    requests = [Request.chat(prompts.judge_messages(super_bowl, texts, ["A", "B", "C"], context_chars=400),
+                             schema=prompts.ranking_schema(["A", "B", "C"]), max_tokens=24) for texts in shown]
+    reusing = LlamaBackend(demo_model("smollm2-135m-instruct"), n_ctx=512, n_batch=64, n_threads=1, seed=7,
+                           reuse_prefix=True)
+    try:
+        first, second = (reusing.complete(request) for request in requests)
+        third = reusing.complete(requests[1])  # the same prompt again: all but its last token kept
+    finally:
+        reusing.close()
+    assert first.counters["prompt_reused_tokens"] == 0
+    prompt_tokens = smol.count_tokens(requests[1])
+    assert 0 < second.counters["prompt_reused_tokens"] < prompt_tokens
+    assert second.counters["prompt_eval_tokens"] == prompt_tokens - second.counters["prompt_reused_tokens"]
+    assert third.counters["prompt_reused_tokens"] == prompt_tokens - 1
+    assert second.prompt_tokens == third.prompt_tokens == prompt_tokens  # counts are of the whole prompt
+    assert [c.text for c in (first, second, third)] == [smol.complete(r).text for r in (*requests, requests[1])]
+    assert "prompt_reused_tokens" not in smol.complete(requests[0]).counters

@@ -76,7 +76,7 @@ class BackendFactory:
             from .llama import LlamaBackend
 
             return LlamaBackend(path, n_ctx=judge.n_ctx, n_batch=judge.n_batch, n_threads=judge.n_threads,
-                                n_gpu_layers=judge.n_gpu_layers, seed=judge.seed)
+                                n_gpu_layers=judge.n_gpu_layers, seed=judge.seed, reuse_prefix=True)
         from .local_server import LocalServerBackend
 
         return LocalServerBackend(path, judge.id, n_ctx=judge.n_ctx, n_threads=judge.n_threads,

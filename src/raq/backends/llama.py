@@ -3,8 +3,11 @@
 :class:`LlamaBackend` implements :class:`~raq.backends.base.Backend` for one GGUF loaded in this
 process. The model is loaded through llama-cpp-python's ``Llama``; the per-token loop runs on
 llama.cpp's low-level API, which keeps raq's own cost per token to about 0.1 ms
-(``benchmarks/README.md``). Prompt caching across calls is off: every prompt is read in full, so
-prompt speed is comparable between questions. With ``n_parallel > 1`` the backend also owns a
+(``benchmarks/README.md``). Prompt caching across calls is off by default: every prompt is read
+in full, so prompt speed is comparable between questions. With ``reuse_prefix=True`` (for a
+judge, whose prompts for the orders of one question share all but the answers' order) the tokens
+a prompt shares with the previous one stay in the KV cache and only the rest is read, as
+llama-cpp-python's server does. With ``n_parallel > 1`` the backend also owns a
 :class:`~raq.backends.llama_batched.BatchedDecoder`, and ``complete_many`` decodes that many
 requests together.
 
@@ -43,7 +46,7 @@ class LlamaBackend:
 
     def __init__(self, path: str | Path, *, n_ctx: int, n_batch: int, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int = 0, chat_template: str | None = None,
-                 n_parallel: int = 1) -> None:
+                 n_parallel: int = 1, reuse_prefix: bool = False) -> None:
         try:
             import llama_cpp
         except ImportError as error:  # pragma: no cover - a dependency of raq
@@ -68,6 +71,8 @@ class LlamaBackend:
         self.n_gpu_layers = n_gpu_layers
         self.seed = seed
         self.capacity = n_parallel
+        self.reuse_prefix = reuse_prefix
+        self._cached: list[int] = []  # prompt tokens held in the KV cache (with reuse_prefix)
         gguf_template = self.llm.metadata.get("tokenizer.chat_template") or None
         self.chat_template: str | None = chat_template or gguf_template
         self.chat_template_source: str | None = (TEMPLATE_CONFIG if chat_template else
@@ -174,7 +179,7 @@ class LlamaBackend:
         if room < 1:
             raise PromptTooLong(f"prompt of {len(tokens)} tokens does not fit the context of {self._n_ctx}")
         llm.reset()  # llama-cpp-python's record of the cache: empty, so its own API re-reads all
-        lib.llama_memory_seq_rm(lib.llama_get_memory(ctx), -1, 0, -1)
+        keep = self._keep_prefix(tokens)
         lib.llama_perf_context_reset(ctx)
         if self._batch is None:
             self._batch = NativeBatch(lib, self.n_batch)
@@ -184,7 +189,8 @@ class LlamaBackend:
             start = time.perf_counter()
             seq = SequenceDecode(lib, vocab, self._piece_buf, limit=min(request.max_tokens, room),
                                  stop=request.stop, start=start)
-            batch.decode_run(ctx, tokens, 0, 0, last_logits=True)
+            batch.decode_run(ctx, tokens[keep:], keep, 0, last_logits=True)
+            self._cached = tokens if self.reuse_prefix else []
             batch.clear()
             batch.add(0, 0, 0, True)  # from now on: one token of sequence 0, with logits
             c_batch, token_arr, pos_arr = batch.batch, batch.token, batch.pos
@@ -207,7 +213,24 @@ class LlamaBackend:
         perf = lib.llama_perf_context(ctx)
         counters = {"prompt_eval_ms": perf.t_p_eval_ms, "prompt_eval_tokens": perf.n_p_eval,
                     "eval_ms": perf.t_eval_ms, "eval_tokens": perf.n_eval}
+        if self.reuse_prefix:
+            counters["prompt_reused_tokens"] = keep
         return seq.completion(len(tokens), total, counters)
+
+    def _keep_prefix(self, tokens: list[int]) -> int:
+        """Empty the KV cache but for the tokens ``tokens`` shares with the previous prompt (with
+        ``reuse_prefix``; at least one token is left to read, for its logits); how many are kept."""
+        lib, memory = self.lib, self.lib.llama_get_memory(self.ctx)
+        keep = 0
+        for cached, token in zip(self._cached, tokens[:-1]):
+            if cached != token:
+                break
+            keep += 1
+        self._cached = []
+        if keep and lib.llama_memory_seq_rm(memory, 0, keep, -1):
+            return keep
+        lib.llama_memory_seq_rm(memory, -1, 0, -1)  # also where a cache cannot be cut (sliding windows)
+        return 0
 
     def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """Capacity 1: one request after another, each yielded as it finishes. Capacity > 1: the
@@ -226,6 +249,7 @@ class LlamaBackend:
             "backend": BACKEND_NAME, "path": str(self.path),
             "n_ctx": self.n_ctx, "n_batch": self.n_batch, "n_threads": self.n_threads,
             "n_gpu_layers": self.n_gpu_layers, "seed": self.seed, "n_parallel": self.capacity,
+            "reuse_prefix": self.reuse_prefix,
             "architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
             "file_type": meta.get("general.file_type"),
             "chat_template": self.chat_template, "chat_template_source": self.chat_template_source,
