@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,15 +98,40 @@ def test_an_interrupted_judge_run_is_recorded_and_can_be_run_again(tmp_path: Pat
     assert len(late) == 6 and all(j.ok for j in late) and finished.manifest["status"] == "complete"
 
 
-def test_a_judge_may_judge_several_questions_at_once(tmp_path: Path) -> None:
+class Overlapping(FakeBackend):
+    """A fair judge serving ``capacity`` requests at once that records how many overlapped."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(default=fair_ranking, capacity=capacity, name="fair")
+        self.active = self.most = 0
+        self.guard = threading.Lock()
+
+    def complete(self, request: Request) -> Completion:
+        with self.guard:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.02)
+        try:
+            return super().complete(request)
+        finally:
+            with self.guard:
+                self.active -= 1
+
+
+@pytest.mark.parametrize("capacity", [3, 1])
+def test_a_judge_judges_several_questions_at_once_up_to_what_its_backend_serves(tmp_path: Path,
+                                                                               capacity: int) -> None:
     config = study_dict(tmp_path, n_questions=5, orders=2)
     config["judge"]["max_in_flight"] = 3
-    results = evaluate(write_config(tmp_path / "s.yaml", config), backends=fakes(), progress=False)
+    judge = Overlapping(capacity)
+    backends = FakeBackends(contestant=lambda m: contestant(m, None), judge=lambda j: judge)
+    results = evaluate(write_config(tmp_path / "s.yaml", config), backends=backends, progress=False)
     records = lines(results.run_dir / "judgements.jsonl")
     assert len(records) == 10 and all(j["ok"] for j in records)
     tasks = [(q, k) for q in results.manifest["question_ids"] for k in range(2)]
     assert [(j["question_id"], j["order_index"]) for j in records] == tasks  # written in the tasks' order
     assert results.summary["mean_rank"].to_dict() == {"alpha": 1.0, "beta": 2.0, "gamma": 3.0}
+    assert judge.most == 1 if capacity == 1 else judge.most > 1  # an in-process judge: never two threads
 
 
 class Batching(FakeBackend):

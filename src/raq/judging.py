@@ -70,8 +70,8 @@ def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], fil
         try:
             _record_backend(run, judge_config, backend.info())
             with progress_bar(len(tasks), f"judging [{judge_config.id}]", progress) as bar:
-                for judgement in judged(Judge(judge_config, backend), tasks, answers, model_ids,
-                                        judge_config.max_in_flight):
+                in_flight = min(judge_config.max_in_flight, backend.capacity)  # in-process: one at a time
+                for judgement in judged(Judge(judge_config, backend), tasks, answers, model_ids, in_flight):
                     run.append_judgement(judgement)
                     bar.update()
         finally:
