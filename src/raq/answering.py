@@ -30,7 +30,7 @@ def answers_of(generator: Generator, questions: Sequence[Question]) -> Iterator[
     """The generator's answers, a few batches at a time."""
     if generator.capacity > 1:
         questions = by_context(questions)
-    chunk = max(1, CHUNK_PER_SLOT * generator.capacity) if generator.capacity > 1 else 1
+    chunk = CHUNK_PER_SLOT * generator.capacity if generator.capacity > 1 else 1
     for start in range(0, len(questions), chunk):
         yield from generator.answer_many(questions[start:start + chunk])
 

@@ -33,12 +33,9 @@ def check_model_files(config: RunConfig, *, contestants: bool = True,
     from .models import resolve, verify
 
     models_dir = Path(config.models_dir)
-    prefix = "judge" if config.judge is not None else "judges[{i}]"
-    checked = {j.id for j in _judges(config, judges)}
     wanted = [(m.id, f"models[{i}].gguf", m.gguf, m.sha256)
               for i, m in enumerate(config.models) if m.gguf and contestants]
-    wanted += [(f"judge:{j.id}", prefix.format(i=i) + ".gguf", j.gguf, j.sha256)
-               for i, j in enumerate(config.judge_list) if j.gguf and j.id in checked]
+    wanted += [(f"judge:{j.id}", f"{key}.gguf", j.gguf, j.sha256) for key, j in _judges(config, judges) if j.gguf]
     files = {}
     for key, config_key, ref, sha256 in wanted:
         try:
@@ -54,8 +51,11 @@ def check_model_files(config: RunConfig, *, contestants: bool = True,
     return files
 
 
-def _judges(config: RunConfig, judges: Sequence[JudgeConfig] | None) -> list[JudgeConfig]:
-    return config.judge_list if judges is None else list(judges)
+def _judges(config: RunConfig, judges: Sequence[JudgeConfig] | None) -> list[tuple[str, JudgeConfig]]:
+    """The study's judges (only those of ``judges`` if given), each with its config key."""
+    prefix = "judge" if config.judge is not None else "judges[{i}]"
+    chosen = {j.id for j in (config.judge_list if judges is None else judges)}
+    return [(prefix.format(i=i), j) for i, j in enumerate(config.judge_list) if j.id in chosen]
 
 
 def check_endpoints(config: RunConfig, where: str = "config", judges: Sequence[JudgeConfig] | None = None, *,
@@ -65,10 +65,8 @@ def check_endpoints(config: RunConfig, where: str = "config", judges: Sequence[J
     ConfigError naming the key and the URL."""
     checks = [(f"models[{i}]", model.id, lambda m=model: served_contestant(m))
               for i, model in enumerate(config.models) if model.base_url and contestants]
-    prefix = "judge" if config.judge is not None else "judges[{i}]"
-    checked = {j.id for j in _judges(config, judges)}
-    checks += [(prefix.format(i=i), judge.id, lambda j=judge: remote_judge(j))
-               for i, judge in enumerate(config.judge_list) if judge.base_url and judge.id in checked]
+    checks += [(key, judge.id, lambda j=judge: remote_judge(j)) for key, judge in _judges(config, judges)
+               if judge.base_url]
     for key, owner, open_client in checks:
         try:
             client = open_client()

@@ -40,11 +40,10 @@ def stored_answers(run: RunDir) -> dict[str, dict[str, str]]:
     return answers
 
 
-def _work(config: RunConfig, run: RunDir, questions: list[Question],
-          judges: list[JudgeConfig] | None) -> list[tuple[JudgeConfig, list[Task]]]:
-    """Each judge with what it has left to judge: questions that have all their answers, in each
-    order without a successful judgement."""
-    answers = stored_answers(run)
+def _work(config: RunConfig, run: RunDir, questions: list[Question], judges: list[JudgeConfig] | None,
+          answers: dict[str, dict[str, str]]) -> list[tuple[JudgeConfig, list[Task]]]:
+    """Each judge with what it has left to judge: questions that have all their ``answers``, in
+    each order without a successful judgement."""
     done = {(j.question_id, j.judge_id, j.order_index) for j in run.judgements(repair=True) if j.ok}
     answered = [q for q in questions if all(m in answers.get(q.question_id, {}) for m in config.model_ids)]
     work = [(judge, [(q, k) for q in answered for k in range(judge.orders) if (q.question_id, judge.id, k) not in done])
@@ -54,7 +53,7 @@ def _work(config: RunConfig, run: RunDir, questions: list[Question],
 
 def pending_judges(config: RunConfig, run: RunDir, questions: list[Question]) -> list[JudgeConfig]:
     """The study's judges that have something left to judge in ``run``."""
-    return [judge for judge, _ in _work(config, run, questions, None)]
+    return [judge for judge, _ in _work(config, run, questions, None, stored_answers(run))]
 
 
 def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, ModelFile],
@@ -63,7 +62,7 @@ def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], fil
     """Judge what is not judged yet with ``judges`` (default: the study's); return every judgement."""
     answers = stored_answers(run)
     model_ids = config.model_ids
-    for judge_config, tasks in _work(config, run, questions, judges):
+    for judge_config, tasks in _work(config, run, questions, judges, answers):
         file = files.get(f"judge:{judge_config.id}")
         backend = backends.judge(judge_config, file.path if file else None,
                                  run.path / f"judge-{judge_config.id}.log")

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, redact
-from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request, Sampling
+from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request
 
 if TYPE_CHECKING:  # pragma: no cover
     from openai import OpenAI
@@ -156,7 +156,7 @@ class OpenAIBackend:
     # --- one request ---------------------------------------------------------------------
     def _body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": request.max_tokens, "seed": request.seed,
-                                **_sampling_fields(request.sampling)}
+                                "temperature": request.sampling.temperature, "top_p": request.sampling.top_p}
         if self.send_extras:
             body["extra_body"] = {name: getattr(request.sampling, name) for name in EXTRA_PARAMETERS}
         if request.stop:
@@ -244,6 +244,3 @@ class OpenAIBackend:
                           ttft_s=ttft if ttft is not None else total, total_s=total, finish_reason=finish,
                           counters=counters)
 
-
-def _sampling_fields(sampling: Sampling) -> dict[str, Any]:
-    return {"temperature": sampling.temperature, "top_p": sampling.top_p}
