@@ -1,12 +1,17 @@
 """A tiny OpenAI-compatible endpoint on 127.0.0.1 that answers from a queue of scripted replies,
 for tests of the code above the backends (streaming, retries, fallbacks, checks) over real HTTP.
 
-A reply is text, an int (an HTTP error status, with ``error_message``), or a function of the
-request body returning either. Options make it behave like particular servers: ``api_key``
-(401 unless that key is sent), ``usage`` (a usage report at the end of a stream),
-``refuse_extras`` (400 for llama.cpp's sampling fields), ``refuse_structured`` (400 for
-``response_format``), ``max_prompt_chars`` (400 "context" for a longer prompt),
-``list_models=False`` (404 for ``GET /models``).
+A reply is text, a :class:`TokenReply` (text given token by token with each token's most likely
+alternatives), an int (an HTTP error status, with ``error_message``), or a function of the
+request body returning one of these. A request that asks for logprobs gets them (OpenAI's
+formats: chat ``logprobs.content``, completions ``logprobs.top_logprobs``), streamed or whole:
+a :class:`TokenReply`'s, or ``{piece: 0.0}`` for every streamed piece of a text reply. Options
+make it behave like particular servers: ``api_key`` (401 unless that key is sent), ``usage``
+(a usage report at the end of a stream), ``refuse_extras`` (400 for llama.cpp's sampling
+fields), ``refuse_structured`` (400 for ``response_format``), ``max_prompt_chars`` (400
+"context" for a longer prompt), ``list_models=False`` (404 for ``GET /models``),
+``refuse_logprobs`` (as llama-cpp-python's server without ``logits_all``: 500 for a whole
+reply, a stream that ends before its first chunk), ``give_logprobs=False`` (logprobs ignored).
 
 ``python tests/fake_endpoint.py --port PORT --model ALIAS`` serves until killed.
 """
@@ -17,11 +22,49 @@ import argparse
 import json
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Reply = str | int | Callable[[dict[str, Any]], "str | int"]
 EXTRA_FIELDS = ("top_k", "min_p", "repeat_penalty")
+#: What llama-cpp-python's server says to a request for logprobs when its model has no logits_all.
+LOGPROBS_REFUSAL = "logprobs is not supported for models created with logits_all=False"
+
+
+@dataclass
+class TokenReply:
+    """A reply of these ``tokens``, the i-th with the alternatives ``top_logprobs[i]``
+    (text -> logprob); streamed one token per chunk."""
+
+    tokens: list[str]
+    top_logprobs: list[dict[str, float]]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+
+Reply = str | int | TokenReply | Callable[[dict[str, Any]], "str | int | TokenReply"]
+
+
+def asked_logprobs(request: dict[str, Any]) -> int:
+    """How many alternatives per token a request body asks for (0: none)."""
+    if "messages" in request:
+        return int(request.get("top_logprobs") or 0) if request.get("logprobs") else 0
+    return int(request.get("logprobs") or 0)
+
+
+def logprobs_of(tokens: list[str], tops: list[dict[str, float]], n: int, chat: bool) -> dict[str, Any]:
+    """The ``logprobs`` field of a choice with these tokens, in OpenAI's chat or completions format."""
+    ranked = [dict(sorted(top.items(), key=lambda item: -item[1])[:n]) for top in tops]
+    chosen = [top.get(token, max(top.values(), default=0.0)) for token, top in zip(tokens, tops)]
+    if chat:
+        return {"content": [{"token": token, "logprob": lp, "bytes": list(token.encode()),
+                             "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                                              for t, v in top.items()]}
+                            for token, lp, top in zip(tokens, chosen, ranked)], "refusal": None}
+    offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    return {"tokens": tokens, "token_logprobs": chosen, "top_logprobs": ranked, "text_offset": offsets}
 
 
 def prompt_text(request: dict[str, Any]) -> str:
@@ -35,7 +78,8 @@ class FakeEndpoint:
     def __init__(self, replies: Sequence[Reply] = (), model: str = "fake-judge", *, port: int = 0,
                  api_key: str | None = None, usage: bool = False, refuse_extras: bool = False,
                  refuse_structured: bool = False, max_prompt_chars: int | None = None,
-                 list_models: bool = True, default: Reply = '{"ranking": ["A", "B", "C"]}') -> None:
+                 list_models: bool = True, default: Reply = '{"ranking": ["A", "B", "C"]}',
+                 refuse_logprobs: bool = False, give_logprobs: bool = True) -> None:
         self.replies: list[Reply] = list(replies)
         self.default = default  # once the queue is empty
         self.error_message = ""
@@ -46,6 +90,8 @@ class FakeEndpoint:
         self.refuse_structured = refuse_structured
         self.max_prompt_chars = max_prompt_chars
         self.list_models = list_models
+        self.refuse_logprobs = refuse_logprobs
+        self.give_logprobs = give_logprobs
         self.requests: list[dict[str, Any]] = []
         self.keys_seen: list[str] = []
         self.lock = threading.Lock()
@@ -54,7 +100,7 @@ class FakeEndpoint:
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
-    def _next_reply(self, request: dict[str, Any]) -> str | int:
+    def _next_reply(self, request: dict[str, Any]) -> str | int | TokenReply:
         with self.lock:
             self.requests.append(request)
             reply = self.replies.pop(0) if self.replies else self.default
@@ -97,21 +143,28 @@ class FakeEndpoint:
                 self._error(401, f"Incorrect API key provided: {given}")
                 return False
 
-            def _stream(self, reply: str, chat: bool, request: dict[str, Any]) -> None:
+            def _stream(self, reply: str | TokenReply, chat: bool, request: dict[str, Any]) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)] or [""]
+                if isinstance(reply, TokenReply):
+                    pieces, tops = reply.tokens, reply.top_logprobs
+                else:
+                    pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)] or [""]
+                    tops = [{piece: 0.0} for piece in pieces]
+                n = asked_logprobs(request) if endpoint.give_logprobs else 0
                 for number, piece in enumerate(pieces):
                     last = number == len(pieces) - 1
                     choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if last else None}
                               if chat else {"index": 0, "text": piece, "finish_reason": "stop" if last else None})
+                    if n:
+                        choice["logprobs"] = logprobs_of([piece], tops[number:number + 1], n, chat)
                     self._chunk(chat, [choice])
+                words = len("".join(pieces).split())
                 if endpoint.usage and request.get("stream_options", {}).get("include_usage"):
                     self._chunk(chat, [], usage={"prompt_tokens": len(prompt_text(request).split()),
-                                                 "completion_tokens": len(reply.split()),
-                                                 "total_tokens": len(prompt_text(request).split())
-                                                 + len(reply.split())})
+                                                 "completion_tokens": words,
+                                                 "total_tokens": len(prompt_text(request).split()) + words})
                 self.wfile.write(b"data: [DONE]\n\n")
 
             def _chunk(self, chat: bool, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> None:
@@ -137,6 +190,9 @@ class FakeEndpoint:
                         endpoint.requests.append(request)
                     self._error(400, refusal)
                     return
+                if endpoint.refuse_logprobs and asked_logprobs(request):
+                    self._refuse_logprobs(request)
+                    return
                 reply = endpoint._next_reply(request)
                 if isinstance(reply, int):
                     self._error(reply, endpoint.error_message or f"scripted {reply}")
@@ -144,9 +200,32 @@ class FakeEndpoint:
                 if request.get("stream"):
                     self._stream(reply, "messages" in request, request)
                     return
-                self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": endpoint.model,
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": reply}}],
+                self._whole(reply, "messages" in request, request)
+
+            def _refuse_logprobs(self, request: dict[str, Any]) -> None:
+                """As llama-cpp-python's server: a 500, or a stream that breaks before its first chunk."""
+                with endpoint.lock:
+                    endpoint.requests.append(request)
+                if not request.get("stream"):
+                    self._error(500, LOGPROBS_REFUSAL)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                self.close_connection = True
+
+            def _whole(self, reply: str | TokenReply, chat: bool, request: dict[str, Any]) -> None:
+                tokens, tops = (reply.tokens, reply.top_logprobs) if isinstance(reply, TokenReply) \
+                    else ([reply], [{reply: 0.0}])
+                text = "".join(tokens)
+                choice: dict[str, Any] = ({"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": text}} if chat
+                                          else {"index": 0, "finish_reason": "stop", "text": text})
+                n = asked_logprobs(request) if endpoint.give_logprobs else 0
+                if n:
+                    choice["logprobs"] = logprobs_of(tokens, tops, n, chat)
+                self._send(200, {"id": "x", "object": "chat.completion" if chat else "text_completion", "created": 0,
+                                 "model": endpoint.model, "choices": [choice],
                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
         return Handler

@@ -161,7 +161,7 @@ def test_check_goes_through_every_base_url() -> None:
             backend.check()
     info = backend.info()
     assert info == {"backend": "openai-compatible", "base_urls": [endpoint.base_url, UNREACHABLE], "model": "m",
-                    "capacity": 6, "structured_output": "json_schema"}
+                    "capacity": 6, "structured_output": "json_schema", "logprobs_served": None}
 
 
 def test_a_tool_request_is_not_streamed_and_reads_the_reply() -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from itertools import permutations
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,15 @@ import raq
 from conftest import MODELS_DIR, demo_model
 from raq.analysis import model_summary, results_table, statistics
 from raq.html_report import REPORT_NAME, environment, render_html_report, write_html_report
+from raq.judge import ranks_from_scores
 from raq.judge_quality import judge_report
 from raq.records import Answer, Judgement, Question, to_dict
+from raq.report import summary_markdown, write_report
+from raq.report_judge_check import CHECK_FILE, summary_lines
+from test_report_judge_check import HOSTILE_GOLD, judge_check_report
 
 CHROMIUM = "/usr/bin/chromium"
-SECTIONS = ("overview", "models", "statistics", "figures", "examples", "failures", "settings")
+SECTIONS = ("overview", "models", "statistics", "figures", "judge-check", "examples", "failures", "settings")
 HOSTILE = ('<script>alert("pwned")</script></td></tr></table><img src=x onerror=alert(1)> '
            "it's \"quoted\" & \x00\x07\x1b[31mred\x7f\u0085 --> <!-- ]]>")
 SPEED_BLUE = (0x4C, 0x72, 0xB0)  # figures.speed_figure's prompt-reading bars
@@ -90,6 +95,22 @@ def synthetic_judgements(question: Question, n: int, fail_last_order: bool = Fal
     return out
 
 
+def scored_judgement(question: Question, n: int, protocol: str) -> Judgement:
+    """A pointwise or pairwise judgement, the models listed in an order that changes with the question."""
+    scores = {model: float((n + i) % 3) for i, model in enumerate(MODELS)}
+    if protocol == "pointwise":
+        details = [{"model": m, "reply": f"{s:.0f}", "grade": int(s), "score": s, "grade_probs": None,
+                    "grade_mass": None, "attempts": 1} for m, s in scores.items()]
+    else:
+        details = [{"shown": [a, b], "reply": "A" if scores[a] > scores[b] else "B",
+                    "winner": a if scores[a] > scores[b] else b, "probs": None, "mass": None, "attempts": 1}
+                   for a, b in permutations(MODELS, 2)]
+    return Judgement(question_id=question.question_id, judge_id=JUDGE, protocol=protocol,
+                     order=list(MODELS[n % 3:] + MODELS[:n % 3]), labels=[] if protocol == "pointwise" else ["A", "B"],
+                     ranks=ranks_from_scores(scores), ok=True, attempts=len(details),
+                     raw_replies=[d["reply"] for d in details], seconds=0.5, scores=scores, details=details)
+
+
 def synthetic_manifest() -> dict[str, Any]:
     config = {"name": "synthetic <b>run</b>", "data": {"source": "squad-v1.1-dev", "n_questions": 6, "seed": SEED},
               "stats": {"alpha": ALPHA}, "generation": {"protocol": "raq", "max_tokens": 24},
@@ -108,17 +129,21 @@ def synthetic_manifest() -> dict[str, Any]:
                                "template_note": "no chat template: <completion>"}}}
 
 
-def synthetic_results(run_dir: Path, judged: bool = True, with_stats: bool = True) -> SyntheticResults:
+def synthetic_results(run_dir: Path, judged: bool = True, with_stats: bool = True,
+                      protocol: str = "raq") -> SyntheticResults:
     """3 models x 6 questions judged in 2 orders; the first question's first answer is HOSTILE, the
     first answer of the second question is empty (cut at max_tokens), the last question's second
-    order failed with a hostile reply. ``judged=False``: no judgements at all."""
+    order failed with a hostile reply. ``judged=False``: no judgements at all. ``protocol``
+    pointwise or pairwise: one successful judgement of that protocol per question instead."""
     questions = [Question(question_id=f"q{n:02d}", question=f"What is <b>{n}</b>?" if n == 0 else f"Question {n}?",
                           context=f"Context {n // 2} & more.", gold_answers=["answer", "answer"], title=f"T{n}")
                  for n in range(6)]
     answers = [synthetic_answer(q, m, n, HOSTILE if (n, m) == (0, "smol") else "" if (n, m) == (1, "gem") else None)
                for n, q in enumerate(questions) for m in MODELS]
     judgements = [j for n, q in enumerate(questions) for j in synthetic_judgements(q, n, n == 5)] if judged else []
-    orders = {JUDGE: 2}
+    if protocol != "raq":
+        judgements = [scored_judgement(q, n, protocol) for n, q in enumerate(questions)]
+    orders = {JUDGE: 2 if protocol == "raq" else 1}
     table = results_table(questions, answers, judgements, orders)
     summary = model_summary(table, list(MODELS))
     stats: dict[str, Any] = {}
@@ -126,7 +151,9 @@ def synthetic_results(run_dir: Path, judged: bool = True, with_stats: bool = Tru
         stats = statistics(table, ALPHA, SEED)
         stats["judging"] = judge_report(judgements, table, orders)
         stats = json.loads(json.dumps(stats))  # as read back from stats.json
-    return SyntheticResults(run_dir, synthetic_manifest(), questions, answers, judgements, table, summary, stats)
+    manifest = synthetic_manifest()
+    manifest["config"]["judge"].update(protocol=protocol, orders=orders[JUDGE])
+    return SyntheticResults(run_dir, manifest, questions, answers, judgements, table, summary, stats)
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +166,10 @@ def synthetic(tmp_path_factory):
 # --- checks shared by the synthetic and the real runs -------------------------------------------
 def figures(results) -> int:
     """Reference bars, rank distribution, speed, and position bias when the successful
-    judgements saw the answers in more than one order (raq's protocol shuffles them)."""
-    return 3 + (len({tuple(j.order) for j in results.judgements if j.ok}) > 1)
+    judgements of a listwise protocol saw the answers in more than one order (raq's protocol
+    shuffles them; the pointwise and pairwise protocols show no order of all the answers)."""
+    listwise = [j for j in results.judgements if j.ok and j.protocol in ("raq", "paper")]
+    return 3 + (len({tuple(j.order) for j in listwise}) > 1)
 
 
 def check_figures(results, text: str) -> None:
@@ -250,6 +279,7 @@ def test_a_run_without_any_judgement_renders(with_stats, tmp_path):
     assert "Failed judgements (after retries): <b>0</b>" in text
     assert ("No statistics (no stats.json)." in text) == (not with_stats)
     assert "one fixed order" in text and "could not be drawn" not in text
+    assert "The judge was not checked" in text
     check_figures(results, text)
     structure = Structure()
     structure.feed(text)
@@ -269,6 +299,114 @@ def test_a_report_path_can_be_chosen(tmp_path):
     path = write_html_report(results, tmp_path / "elsewhere" / "page.html")
     assert path == tmp_path / "elsewhere" / "page.html" and path.read_text().startswith("<!DOCTYPE html>")
     assert not (tmp_path / "run" / REPORT_NAME).exists()
+
+
+# --- the judge check and the scoring protocols ------------------------------------------------------
+def section(text: str, anchor: str) -> str:
+    start = text.index(f'<section id="{anchor}">')
+    return text[start:text.index("</section>", start)]
+
+
+def with_check(tmp_path: Path, content: Any = None, **options: Any) -> SyntheticResults:
+    results = synthetic_results(tmp_path / "run", **options)
+    results.run_dir.mkdir(parents=True)
+    if content is not None:
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        (results.run_dir / CHECK_FILE).write_text(text, encoding="utf-8")
+    return results
+
+
+def test_the_judge_check_section_shows_every_check_escaped(tmp_path):
+    report = judge_check_report()
+    results = with_check(tmp_path, report)
+    text = write_html_report(results).read_text(encoding="utf-8")
+    check_hostile(results, text)  # the rest of the report as before; no <script> anywhere
+    assert text.index('<section id="figures">') < text.index('<section id="judge-check">') < text.index(
+        '<section id="examples">')
+    assert '<a href="#judge-check">Judge check</a>' in text
+    part = section(text, "judge-check")
+    accuracy = report["checks"][0]["metrics"]["pairwise_accuracy"]
+    assert (f"{100 * accuracy['mean']:.1f}% [{100 * accuracy['ci_low']:.1f}%, {100 * accuracy['ci_high']:.1f}%]"
+            in part)
+    assert "pairwise accuracy [95% interval]" in part and "ties count half" in part
+    assert '<span class="bad">no (≥ 95.0%)</span>' in part and "<td>yes (≥ 50.0%)</td>" in part
+    assert "<td>qj</td><td>raq</td>" in part and "<td>qj</td><td>pointwise</td>" in part
+    assert "on 5 ladders of 5 questions (squad-v1.1-dev, validation)" in part
+    assert "Per rung: judge qj, raq protocol" in part and "<code>wrong_sentence</code>" in part
+    assert "Example ladders (judge qj, raq protocol, first order)" in part
+    assert "a wrong answer ranked at or" in part  # the misjudged ladder
+    escaped_gold = HOSTILE_GOLD.replace("<", "&lt;").replace(">", "&gt;")
+    assert f'<div class="answer">{escaped_gold}</div>' in part and f"<b>{escaped_gold}</b>" in part
+    assert "&lt;/pre&gt;&lt;script&gt;x&lt;/script&gt;" in part  # the judge's reply
+    assert "<script" not in part and "The judge was not checked" not in text
+    structure = Structure()
+    structure.feed(text)
+    assert structure.stack == []
+
+
+def test_without_a_judge_check_the_section_says_how_to_check(tmp_path):
+    results = with_check(tmp_path)
+    part = section(render_html_report(results), "judge-check")
+    assert "The judge was not checked" in part
+    assert f"<code>python -m raq judge-check --run {results.run_dir}</code>" in part
+
+
+@pytest.mark.parametrize("content", ["{broken", '{"checks": [{"metrics": []}]}', json.dumps({"checks": [
+    {"judge": "j", "metrics": {}, "judgements": [{"question_id": "q"}]}], "ladders": [{"question_id": "q"}]})])
+def test_a_broken_judge_check_shows_its_error_and_loses_nothing(tmp_path, content):
+    results = with_check(tmp_path, content)
+    text = render_html_report(results)
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in text
+    part = section(text, "judge-check")
+    assert f'<p class="bad">{results.run_dir / CHECK_FILE} could not be read: ' in part
+    assert "Error: " in part and "judge-check --run" in part
+    check_figures(results, text)
+
+
+@pytest.mark.parametrize("protocol", ["pointwise", "pairwise"])
+def test_a_scoring_protocol_run_has_scores_and_no_position_figure(protocol, tmp_path):
+    results = synthetic_results(tmp_path / "run", protocol=protocol)
+    assert len({tuple(j.order) for j in results.judgements}) == 3  # listed in several orders, shown in none
+    text = render_html_report(results)
+    assert figures(results) == 3
+    check_figures(results, text)
+    figures_part, examples = section(text, "figures"), section(text, "examples")
+    assert f"The {protocol} protocol shows the judge no order of all the answers" in figures_part
+    assert "so there is no position-bias figure." in figures_part and "one fixed order" not in figures_part
+    assert "shown A =" not in examples and f"judge <code>{JUDGE}</code>, {protocol} protocol (" in examples
+    assert "scores: " in examples and "order 1" not in examples
+    if protocol == "pointwise":
+        assert "no order is shown: each answer is graded on its own" in figures_part
+        assert "(grade 2)" in examples and "comparisons (" not in examples
+    else:
+        assert "pairwise: first shown wins over all comparisons" in figures_part
+        assert "comparisons (6)" in examples and "<li>smol vs gem: " in examples and "(grade" not in examples
+        row = re.search(rf"<tr><td>{JUDGE}</td>(.*?)</tr>", figures_part, re.S)
+        assert row and '<td class="num">0.5</td>' in row.group(1)  # a consistent judge: first shown wins half
+    markdown = summary_markdown(results.manifest, results.summary, results.stats)
+    effects = ("pointwise: no order is shown: each answer is graded on its own" if protocol == "pointwise" else
+               "first-shown answer won 0.5 of comparisons (chance 0.5); both orders of a pair named the same winner "
+               "in 1 of pairs")
+    assert f"- {JUDGE}: invalid first replies 0, failed after retries 0; {effects}; Spearman" in markdown
+    structure = Structure()
+    structure.feed(text)
+    assert structure.stack == []
+
+
+def test_summary_md_has_a_line_per_judge_check(tmp_path):
+    results = with_check(tmp_path, judge_check_report())
+    run = results.run_dir
+    assert "Judge check" not in summary_markdown(results.manifest, results.summary, results.stats)
+    paths = write_report(run, results.manifest, results.table, results.summary, results.stats, list(MODELS), SEED)
+    markdown, lines = paths["markdown"].read_text(encoding="utf-8"), summary_lines(run)
+    assert len(lines) == 2 and markdown == summary_markdown(results.manifest, results.summary, results.stats, lines)
+    assert "## Judge check (answers of known quality)\n\n" + "\n".join(lines) + "\n" in markdown
+    assert lines[0].startswith("- qj (raq protocol): pairwise accuracy ") and "(95% interval " in lines[0]
+    assert lines[1].startswith("- qj (pointwise protocol): pairwise accuracy 100.0%")
+    (run / CHECK_FILE).write_text("{", encoding="utf-8")
+    paths = write_report(run, results.manifest, results.table, results.summary, results.stats, list(MODELS), SEED)
+    assert f"- {CHECK_FILE} could not be read: JSONDecodeError" in paths["markdown"].read_text(encoding="utf-8")
 
 
 # --- a real small run (demo GGUFs) --------------------------------------------------------------

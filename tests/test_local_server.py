@@ -70,6 +70,9 @@ def test_the_real_command_runs_llama_cpp_server_on_this_host_only(tmp_path: Path
     assert options["--model"] == str(tmp_path / "m.gguf") and options["--model_alias"] == "alias"
     assert options["--host"] == "127.0.0.1" and options["--n_ctx"] == "1024" and options["--n_threads"] == "3"
     assert options["--n_gpu_layers"] == "-1" and options["--seed"] == "9"
+    assert options["--logits_all"] == "false"  # the server then refuses logprobs
+    with_logits = LocalServer(tmp_path / "m.gguf", "alias", logits_all=True).command()
+    assert dict(zip(with_logits[3::2], with_logits[4::2]))["--logits_all"] == "true"
 
 
 def test_a_server_serving_another_alias_is_refused_and_stopped(tmp_path: Path) -> None:
@@ -123,6 +126,7 @@ def test_the_backend_completes_requests_through_its_server(tmp_path: Path, monke
         info = backend.info()
         assert info["backend"] == "llama.cpp server" and info["pid"] == pid and info["n_ctx"] == 1024
         assert info["structured_output"] == "json_object" and info["gguf"] == str(tmp_path / "judge.gguf")
+        assert info["logits_all"] is False and info["logprobs_served"] is None
     finally:
         backend.close()
     assert backend.pid is None and pid is not None and gone(pid)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raq import ranking
+from raq import ranking, ranking_text
 from raq.ranking import (
     RankingParseError,
     parse_ranking,
@@ -260,7 +260,7 @@ MALFORMED = [
     ('{"ranking": true}', ABC, "must be a list or a string"),
     ('{"ranking": [true, false, true]}', ABC, "not a single label"),
     ('{"ranking": [2.0, 1.0, 3.0]}', NUM, "not a single label"),
-    ('{"ranking": [{"label": "B"}, {"label": "A"}]}', ABC, "not a single label"),
+    ('{"ranking": [{"label": "B"}, {"label": "A"}]}', ABC, "missing labels: C"),
     ('{"ranking": ["B, A", "C"]}', ABC, "not a single label"),
     ('{"ranking": [[["B"]], "A", "C"]}', ABC, "not a single label"),
     ('{"foo": 1, "bar": 2}', ABC, "no 'ranking' key"),
@@ -341,6 +341,178 @@ def test_ranks_from_groups() -> None:
 def test_doctests() -> None:
     result = doctest.testmod(ranking)
     assert result.attempted >= 6 and result.failed == 0
+
+
+# --- replies small judges write --------------------------------------------------------
+
+NORMALISED_REPLIES = [
+    # (reply, labels, expected): full-width forms, zero-width characters, soft hyphens, HTML entities
+    ("Ｂ > Ａ > Ｃ", ABC, BAC),
+    ("Ｂ，Ａ，Ｃ", ABC, BAC),
+    ("２，１，３", NUM, N213),
+    ("Ranking: ２ ＞ １ ＞ ３", NUM, N213),
+    ("B\u200b > A\u200c > C\u200d", ABC, BAC),
+    ("\ufeffRanking: B\u2060, A, C", ABC, BAC),
+    ("B > A\u00ad > C", ABC, BAC),
+    ("Ans\u00adwer B > An\u00adswer A > Answer C", ABC, BAC),
+    ("B &gt; A &gt; C", ABC, BAC),
+    ("C &lt; A &lt; B", ABC, BAC),
+    ("2 &gt; 1 &gt; 3", NUM, N213),
+    ("{&quot;ranking&quot;: [&quot;B&quot;, &quot;A&quot;, &quot;C&quot;]}", ABC, BAC),
+    ("{&quot;rank&quot;: &quot;2,1,3&quot;}", NUM, N213),
+    ("\u212a > A", ["A", "K"], ["K", "A"]),  # the Kelvin sign is NFKC's K
+]
+
+OBJECT_REPLIES = [
+    ('[{"label": "B", "rank": 1}, {"label": "A", "rank": 2}, {"label": "C", "rank": 3}]', ABC, BAC),
+    ('[{"label": "C", "rank": 3}, {"label": "B", "rank": 1}, {"label": "A", "rank": 2}]', ABC, BAC),
+    ('[{"answer": "B"}, {"answer": "A"}, {"answer": "C"}]', ABC, BAC),
+    ('{"ranking": [{"id": "B", "reason": "quotes A and C"}, {"id": "A", "reason": "vague"}, '
+     '{"id": "C", "reason": "wrong"}]}', ABC, BAC),
+    ('[{"option": "Answer B", "position": "1st"}, {"option": "Answer A", "position": "2nd"}, '
+     '{"option": "Answer C", "position": "3rd"}]', ABC, BAC),
+    ('{"ranking": [{"candidate": "B", "place": 1}, {"candidate": "A", "place": 2}, {"candidate": "C", "place": 3}]}',
+     ABC, BAC),
+    ('```json\n[{"Answer": "B", "Rank": 1}, {"Answer": "A", "Rank": 2}, {"Answer": "C", "Rank": 3}]\n```', ABC, BAC),
+    ('My ranking: [{"label": "B"}, {"label": "A"}, {"label": "C"}] as asked.', ABC, BAC),
+    ('[{"id": 2, "rank": 1}, {"id": 1, "rank": 2}, {"id": 3, "rank": 3}]', NUM, N213),
+    ('{"ranking": [{"answer_id": "2", "label": "2"}, {"answer_id": "1"}, {"answer_id": "3"}]}', NUM, N213),
+    ('{"worst_to_best": ["C", "A", "B"]}', ABC, BAC),
+    ('{"rankingFromWorstToBest": ["C", "A", "B"]}', ABC, BAC),
+]
+
+TABLE_REPLIES = [
+    ("| Rank | Answer |\n|---|---|\n| 1 | B |\n| 2 | A |\n| 3 | C |", ABC, BAC),
+    ("| Answer | Rank |\n|---|---|\n| A | 2 |\n| B | 1 |\n| C | 3 |", ABC, BAC),
+    ("| Rank | Answer | Reason |\n|:---:|---|---|\n| 1 | B | better than A and C |\n| 2 | A | vague |\n"
+     "| 3 | C | wrong |", ABC, BAC),
+    ("| Answer | Reason |\n| --- | --- |\n| **B** | exact |\n| A | vague |\n| C | wrong |", ABC, BAC),
+    ("Here is my ranking:\n\n| # | Answer |\n|---|---|\n| 1st | Answer B |\n| 2nd | Answer A |\n"
+     "| 3rd | Answer C |\n\nB quotes the passage.", ABC, BAC),
+    ("Rank | Answer\n--- | ---\n1 | B\n2 | A\n3 | C", ABC, BAC),
+    ("| Rank | ID |\n|---|---|\n| 1 | 2 |\n| 2 | 1 |\n| 3 | 3 |", NUM, N213),
+    ("| Answer | Rank | Reason |\n|---|---|---|\n| 1 | 2 | better than 3 |\n| 2 | 1 | best |\n| 3 | 3 | wrong |",
+     NUM, N213),
+    ("| Answer | Verdict |\n|---|---|\n| A | vague |\n| B | exact |\n| C | wrong |\n\nFinal ranking: B > A > C",
+     ABC, BAC),
+]
+
+LIST_AND_DIRECTION_REPLIES = [
+    ("1. Answer B - correct and complete\n2. Answer A - vague\n3. Answer C - wrong", ABC, BAC),
+    ("1. Answer B - correct, unlike A\n2. Answer A - partly right\n3. Answer C - wrong", ABC, BAC),
+    ("From worst to best: C, A, B", ABC, BAC),
+    ("Ranked in ascending order of quality: C, A, B", ABC, BAC),
+    ("From least to most correct: C, A, B", ABC, BAC),
+    ("Least correct to most correct: C, then A, then B", ABC, BAC),
+    ("C, A, B (from worst to best)", ABC, BAC),
+    ("Listed from worst to best. C, A, B.", ABC, BAC),
+    ("Here they are from worst to best:\n1. C\n2. A\n3. B", ABC, BAC),
+    ("From worst to best:\n\n- C\n- A\n- B", ABC, BAC),
+    ("From worst to best: C < A < B", ABC, BAC),
+    ("From worst to best: C -> A -> B", ABC, BAC),
+    ("From lowest to highest score: 3, 1, 2", NUM, N213),
+    ("From best to worst: B, A, C", ABC, BAC),
+    ("Most to least correct: B > A > C", ABC, BAC),
+    ("In descending order of quality: B, A, C", ABC, BAC),
+    ("From most to least wrong: C, A, B", ABC, BAC),
+    ("I first read them from worst to best. Then I compared them.\n\nRanking: B > A > C", ABC, BAC),
+    ("Answer C goes from worst to best in its steps.\nAnswer B is exact.\nRanking: B, A, C", ABC, BAC),
+    ("<think>From worst to best: A, B, C</think>\nB > A > C", ABC, BAC),
+]
+
+PREAMBLE_REPLIES = [
+    ("The question asks about 1998. Considering the answers, the ranking is 3, 1, 2.", NUM, ["3", "1", "2"]),
+    ("The question asks about 1998. Considering the answers, the ranking is 2, 1, 3.", NUM, N213),
+    ("As of 2023, 2 > 1 > 3", NUM, N213),
+    ("1998: 2, 1, 3", NUM, N213),
+    ("In 2019, 3 people were asked. Ranking: 2 > 1 > 3", NUM, N213),
+    ("Answer 3 mentions 1998 and 2001. Ranking: 2, 1, 3", NUM, N213),
+    ("Answers 1, 2 and 3 all mention 1998. Ranking: 2, 1, 3", NUM, N213),
+    ("Answers 1, 2 and 3 all mention 1998, but 2 > 1 > 3.", NUM, N213),
+]
+
+ONE_OF_SEVERAL_REPLIES = [
+    ("B > A > C. On reflection, B > A > C.", ABC, BAC),
+    ("1. B\n2. A\n3. C\n\nSo: B > A > C", ABC, BAC),
+    ("B > A > C\n\n```\nB > A > C\n```", ABC, BAC),
+    ("A > B > C at first glance. Final ranking: B > A > C", ABC, BAC),
+    ("My first ranking was A > B > C.\nFinal ranking: B > A > C", ABC, BAC),
+    ("A, B, C looked right at first, but B > A > C.", ABC, BAC),
+]
+
+
+@pytest.mark.parametrize(
+    ("reply", "labels", "expected"),
+    NORMALISED_REPLIES + OBJECT_REPLIES + TABLE_REPLIES + LIST_AND_DIRECTION_REPLIES + PREAMBLE_REPLIES
+    + ONE_OF_SEVERAL_REPLIES,
+)
+def test_replies_small_judges_write(reply: str, labels: list[str], expected: list[str]) -> None:
+    assert parse_ranking(reply, labels) == expected
+    assert parse_ranking_with_ties(reply, labels) == [[x] for x in expected]
+
+
+NEW_MALFORMED = [
+    # look-alike letters from other scripts are no labels
+    ("В > А > С", ABC, "no ranking"),  # Cyrillic
+    ("Β > Α > Γ", ABC, "no ranking"),  # Greek
+    ("B > А > C", ABC, "no ranking"),  # a Cyrillic А between two labels
+    ("В, А, С, B", ABC, "no ranking"),
+    ("b, а, c", ABC, "no ranking"),
+    ("b, ı, c", ABC, "no ranking"),  # the dotless i is no case-folded I
+    ('{"ranking": ["В", "А", "С"]}', ABC, "label 'В' is not one of A, B, C"),
+    ("Ｂ > Ａ", ABC, "missing labels: C"),
+    # two different complete rankings, none singled out
+    ("B > A > C. On reflection, A > B > C.", ABC, "two different rankings were found: B > A > C and A > B > C"),
+    ("B, A, C\nA, B, C", ABC, "two different rankings were found"),
+    ("1. B\n2. A\n3. C\n\n1. A\n2. B\n3. C", ABC, "two different rankings were found"),
+    ("Ranking: B > A > C. Ranking: A > B > C.", ABC, "two different rankings were found"),
+    ("Final ranking: B > A > C\nFinal ranking: A > B > C", ABC, "two different rankings were found"),
+    ("1. Answer A: vague\n2. Answer B: exact\n3. Answer C: wrong\n\nB > A > C", ABC, "two different rankings"),
+    ("Steps 1, 2, 3 matter. I would say 2, 1, 3", NUM, "two different rankings were found: 1 > 2 > 3 and 2 > 1 > 3"),
+    # JSON entry objects
+    ('[{"label": "B", "id": "A"}, {"label": "A"}, {"label": "C"}]', ABC, "not a single label"),
+    ('[{"reason": "B is best"}, {"reason": "A"}, {"reason": "C"}]', ABC, "not a single label"),
+    ('[{"label": "B, A"}, {"label": "C"}]', ABC, "not a single label"),
+    ('[{"label": "B", "rank": 1}, {"label": "A"}, {"label": "C", "rank": 3}]', ABC, "only some"),
+    ('[{"label": "B", "rank": "top"}, {"label": "A", "rank": 2}, {"label": "C", "rank": 3}]', ABC,
+     "no single whole-number rank"),
+    ('[{"label": "B", "rank": 1, "position": 2}, {"label": "A"}, {"label": "C"}]', ABC, "no single whole-number rank"),
+    ('[{"label": "B"}, "A", "C"]', ABC, "mixes objects"),
+    ('[{"label": "B", "rank": 1}, {"label": "A", "rank": 1}, {"label": "C", "rank": 3}]', ABC, "ties are not allowed"),
+    ('{"ascending": ["C", "A", "B"]}', ABC, "direction 'ascending' is unclear"),
+    # tables of scores are no ranking
+    ("| Answer | Score |\n|---|---|\n| A | 6 |\n| B | 9 |\n| C | 2 |", ABC, "no ranking"),
+    ("| Answer | Points |\n|---|---|\n| A | 6/10 |\n| B | 9/10 |\n| C | 2/10 |", ABC, "no ranking"),
+    # directions in words that contradict the run or do not say of what
+    ("From worst to best: B > A > C", ABC, "contradicts its direction"),
+    ("From best to worst: C < A < B", ABC, "contradicts its direction"),
+    ("Ranking in ascending order: C, A, B", ABC, "direction 'ascending order' is unclear"),
+    ("From least to most: C, A, B", ABC, "direction 'From least to most' is unclear"),
+    # numbers that are no labels are not taken
+    ("2, 1, 1998", NUM, "missing labels: 3"),
+    ("In 1998, 2 > 1", NUM, "missing labels: 3"),
+    ("1998, 2001, 2010", NUM, "no ranking"),
+]
+
+
+@pytest.mark.parametrize(("reply", "labels", "reason"), NEW_MALFORMED)
+def test_replies_that_must_fail(reply: str, labels: list[str], reason: str) -> None:
+    with pytest.raises(RankingParseError) as info:
+        parse_ranking(reply, list(labels))
+    assert reason in info.value.reason
+
+
+def test_entry_objects_and_tables_keep_ties() -> None:
+    reply = '[{"label": "B", "rank": 1}, {"label": "A", "rank": 1}, {"label": "C", "rank": 3}]'
+    assert parse_ranking_with_ties(reply, ABC) == [["B", "A"], ["C"]]
+    table = "| Rank | Answer |\n|---|---|\n| 1 | B |\n| 1 | A |\n| 3 | C |"
+    assert parse_ranking_with_ties(table, ABC) == [["B", "A"], ["C"]]
+    assert parse_ranking_with_ties("From worst to best: C, A = B", ABC) == [["A", "B"], ["C"]]
+
+
+def test_text_helpers_doctests() -> None:
+    result = doctest.testmod(ranking_text)
+    assert result.attempted >= 2 and result.failed == 0
 
 
 # --- property-based tests ------------------------------------------------------------

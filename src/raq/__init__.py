@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["evaluate", "load_run", "load_config", "RaqError", "__version__"]
+__all__ = ["evaluate", "check_judge", "load_run", "load_config", "RaqError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import load_config
     from .errors import RaqError
-    from .pipeline import evaluate, load_run
+    from .pipeline import check_judge, evaluate, load_run
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("evaluate", "load_run"):
+    if name in ("evaluate", "check_judge", "load_run"):
         from . import pipeline
 
         return getattr(pipeline, name)

@@ -52,6 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--config", help="a config whose judges are added to the run (default: the run's own)")
     judge.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    check = verbs.add_parser("judge-check", help="how accurate the judge is on answers of known quality "
+                                                 "(exit status 3 when below judge.min_accuracy)")
+    check.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
+    check.add_argument("--run", metavar="RUN_DIR", help="check the judges of a run on its questions; "
+                                                        "writes RUN_DIR/judge_check.json")
+    check.add_argument("--questions", type=_positive, default=40, help="questions to build ladders from (default 40)")
+    check.add_argument("--judge", metavar="ID", help="only this judge (default: every judge of the study)")
+    check.add_argument("--protocols", metavar="P[,P...]",
+                       help="check these protocols instead of the judge's own: raq, paper, pointwise, pairwise")
+    check.add_argument("--orders", type=_positive, help="orders for the listwise raq protocol (default: the judge's; "
+                                                            "3 when the judge has another protocol)")
+    check.add_argument("--rungs", metavar="R[,R...]", help="ladder rungs (default: every rung but partial)")
+    check.add_argument("--repeats", type=int, default=10, metavar="N",
+                       help="questions asked a second time, for stability (default 10; 0: none)")
+    check.add_argument("--out", help="JSON file to write (default: OUT_DIR/judge-check-NAME-TIME.json)")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set judge.runtime=in-process (repeatable)")
+    check.add_argument("--quiet", action="store_true", help="no progress bars")
+
     report = verbs.add_parser("report", help="write the HTML report and Markdown summary of a run directory")
     report.add_argument("run_dir")
     report.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
@@ -164,6 +183,25 @@ def _judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge_check(args: argparse.Namespace) -> int:
+    from .pipeline import check_judge
+
+    def listed(text: str | None) -> list[str] | None:
+        return [item.strip() for item in text.split(",") if item.strip()] if text else None
+
+    overrides = _parse_sets(args.set)
+    if args.run and overrides:
+        raise RaqError("--set changes a config; with --run the run's own config is used")
+    result = check_judge(args.config, questions=args.questions, judge=args.judge, protocols=listed(args.protocols),
+                         orders=args.orders, run=args.run, out=args.out, rungs=listed(args.rungs),
+                         repeats=args.repeats, progress=False if args.quiet else None,
+                         on_phase=lambda text: print(f"raq: {text}", file=sys.stderr, flush=True),
+                         **{k.replace(".", "__"): v for k, v in overrides.items()})
+    print(result)
+    print(f"judge-check: {result.path}")
+    return 0 if result.passed else 3
+
+
 def _report(args: argparse.Namespace) -> int:
     from .pipeline import load_run
 
@@ -221,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         previous = None
     try:
-        return {"run": _run, "models": _models, "judge": _judge, "report": _report, "stats": _stats,
+        return {"run": _run, "models": _models, "judge": _judge, "judge-check": _judge_check,
+                "report": _report, "stats": _stats,
                 "plan": _plan}[args.verb](args)
     except RaqError as error:
         if args.debug:

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 
 Protocol = Literal["raq", "paper"]
+#: Listwise (``raq``, ``paper``: all answers ranked at once) or scoring (``pointwise``: each answer
+#: graded on its own; ``pairwise``: every pair compared in both orders).
+JudgeProtocol = Literal["raq", "paper", "pointwise", "pairwise"]
+SCORING_PROTOCOLS = ("pointwise", "pairwise")
 
 
 class _Strict(BaseModel):
@@ -106,7 +110,9 @@ class JudgeConfig(_Strict):
     """The judge: a local GGUF that raq serves itself, or any OpenAI-compatible endpoint."""
 
     id: str = "judge"
-    protocol: Protocol = "raq"
+    protocol: JudgeProtocol = Field(
+        "raq", description="'raq' (listwise: all answers ranked together), 'paper' (the reference study's prompt), "
+                           "'pointwise' (each answer graded on its own) or 'pairwise' (every pair, both orders)")
     gguf: str | None = Field(None, description="local judge: a catalog name or .gguf path")
     runtime: Literal["server", "in-process"] = Field(
         "server", description="local judge: 'server' (raq starts llama_cpp.server on 127.0.0.1 and stops it) or "
@@ -129,6 +135,15 @@ class JudgeConfig(_Strict):
                                              ">1 measures position bias and averages it out")
     max_in_flight: int = Field(1, ge=1, description="judge requests in flight at once (remote judges)")
     allow_ties: bool = Field(False, description="accept rankings with ties (tied answers share the mean rank)")
+    grades: Literal["yes-no", "0-2"] = Field(
+        "yes-no", description="pointwise: 'yes-no' (is the answer correct? score = P(yes)) or '0-2' "
+                              "(incorrect / partly correct / correct; score = the expected grade)")
+    show_context: bool | None = Field(
+        None, description="show the context excerpt; default: yes for the listwise protocols, no for the scoring "
+                          "ones (anchored on the references alone: more accurate and faster for small judges)")
+    check: int = Field(0, ge=0, description="judge-check on this many questions before the study (0: none); "
+                                            "the study stops when the judge's pairwise accuracy is below min_accuracy")
+    min_accuracy: float = Field(0.9, ge=0.0, le=1.0, description="the pairwise accuracy judge-check requires")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "JudgeConfig":
@@ -138,11 +153,22 @@ class JudgeConfig(_Strict):
             raise ValueError("a remote judge ('base_url') needs 'model'")
         if self.base_url and self.runtime != "server":
             raise ValueError("'runtime' is for a local judge ('gguf'); a remote judge is served at its 'base_url'")
+        if self.protocol not in SCORING_PROTOCOLS and self.show_context is False:
+            raise ValueError(f"the {self.protocol} protocol always shows the context excerpt: "
+                             "'show_context' is for pointwise and pairwise")
+        if self.protocol in SCORING_PROTOCOLS and self.orders != 1:
+            raise ValueError(f"the {self.protocol} protocol shows no order of all answers: 'orders' must be 1 "
+                             "(pairwise shows every pair in both orders by itself)")
         return self
 
     @property
     def base_urls(self) -> list[str]:
         return [self.base_url] if self.base_url else []
+
+    @property
+    def context_shown(self) -> bool:
+        """Whether the judge sees the context excerpt (``show_context``, or the protocol's default)."""
+        return self.show_context if self.show_context is not None else self.protocol not in SCORING_PROTOCOLS
 
 
 class StatsConfig(_Strict):

@@ -36,3 +36,7 @@ def redact(text: str, secret: str) -> str:
     if len(secret) >= 8 and secret != "not-needed":
         text = text.replace(secret, "***").replace(secret[:8], "***")
     return text
+
+
+class JudgeCheckFailed(RaqError):
+    """The judge's accuracy on judge-check's known-order answers is below ``judge.min_accuracy``."""

@@ -1,5 +1,6 @@
 """One self-contained HTML page per run: settings and versions, the per-model table, both families
-of statistics, the figures (embedded as PNG data URIs), example questions and the failures.
+of statistics, the figures (embedded as PNG data URIs), the judge check (``judge_check.json``, see
+:mod:`raq.report_judge_check`), example questions and the failures.
 
 The page is rendered from the Jinja templates in ``raq/templates`` with autoescaping on: this
 module only gathers plain values (strings, numbers, lists, dicts) for them, and every value that
@@ -186,12 +187,12 @@ def _judges(results: RunResults) -> list[dict[str, Any]]:
     return [config["judge"]] if config.get("judge") else list(config.get("judges") or [])
 
 
-def _position_data(results: RunResults) -> pd.DataFrame:
+def _position_data(judgements: Sequence[Judgement]) -> pd.DataFrame:
     """One row per answer in every successful ranking: which ranking, shown position, rank."""
     import pandas as pd
 
     rows = [{"verdict": (j.question_id, j.judge_id, getattr(j, "order_index", 0)), "shown_position": position,
-             "rank": j.ranks[model]} for j in results.judgements if j.ok
+             "rank": j.ranks[model]} for j in judgements if j.ok
             for position, model in enumerate(j.order, 1) if model in j.ranks]
     return pd.DataFrame(rows, columns=["verdict", "shown_position", "rank"])
 
@@ -209,6 +210,7 @@ def _drawn(name: str, make: Callable[[], Any]) -> dict[str, str | None]:
 
 def _figures(results: RunResults) -> dict[str, Any]:
     from .figures import bar_figure, interval_settings, position_bias_figure, rank_distribution_figure, speed_figure
+    from .report_judge_check import is_listwise, judge_rows, position_note
 
     table, order, stats = results.table, list(results.summary.index), results.stats
     config = results.manifest.get("config", {})
@@ -219,30 +221,21 @@ def _figures(results: RunResults) -> dict[str, Any]:
         "bars": _drawn("bars", lambda: bar_figure(table, order, **settings)),
         "ranks": _drawn("ranks", lambda: rank_distribution_figure(table, order)),
         "speed": _drawn("speed", lambda: speed_figure(table, order)),
-        "judges": _judge_quality(stats)}
-    if len({tuple(j.order) for j in results.judgements if j.ok}) > 1:  # the judge saw more than one order
-        positions = _position_data(results)
+        "judges": judge_rows(stats)}
+    ranked = [j for j in results.judgements if is_listwise(j)]
+    if len({tuple(j.order) for j in ranked if j.ok}) > 1:  # the judge saw more than one order
+        positions = _position_data(ranked)
         values["rankings"] = positions["verdict"].nunique()
         values["position"] = _drawn("position bias", lambda: position_bias_figure(positions))
+    values["position_note"] = position_note(results.judgements, drawn=values["position"] is not None)
     return values
 
 
-def _judge_quality(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for judge_id, info in stats.get("judging", {}).get("judges", {}).items():
-        bias, agree = info.get("position_bias", {}), info.get("f1_agreement", {})
-        rows.append({"judge_id": judge_id, "orders": info.get("orders"), "judgements": info.get("judgements"),
-                     "failed": info.get("failed_after_retries"), "first_wins": bias.get("first_position_win_rate"),
-                     "chance": bias.get("chance"), "p_value": bias.get("first_position_p_value"),
-                     "flips": bias.get("winner_flip_rate"), "spearman": agree.get("mean_spearman"),
-                     "best_f1": agree.get("winner_has_best_f1")})
-    return rows
-
-
 def _verdict(v: Judgement) -> dict[str, Any]:
-    return {"judge_id": v.judge_id, "index": getattr(v, "order_index", 0) + 1, "shown": list(zip(v.labels, v.order)),
-            "ok": v.ok, "ranked": [m for m, _ in sorted(v.ranks.items(), key=lambda i: i[1])],
-            "attempts": v.attempts, "error": v.error, "replies": list(v.raw_replies)}
+    from .report_judge_check import verdict_view
+
+    return {"judge_id": v.judge_id, "index": getattr(v, "order_index", 0) + 1, "ok": v.ok, "attempts": v.attempts,
+            "error": v.error, "replies": list(v.raw_replies), **verdict_view(v)}
 
 
 def _examples(results: RunResults) -> list[dict[str, Any]]:
@@ -315,13 +308,16 @@ def _version() -> str:
 
 def render_html_report(results: RunResults) -> str:
     """The run's report as one self-contained HTML document."""
+    from .report_judge_check import judge_check_section
+
     manifest = results.manifest
     page = {"name": manifest.get("config", {}).get("name", ""), "run_dir": results.run_dir,
             "created": manifest.get("created"), "updated": manifest.get("updated"), "version": _version(),
             "stamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return _render("report.html.j2", page=page, overview=_overview(results), models=_models(results),
                    statistics=_statistics_values(results.stats), figures=_figures(results),
-                   examples=_examples(results), failures=_failures(results), settings=_settings(results))
+                   examples=_examples(results), failures=_failures(results), settings=_settings(results),
+                   judge_check=judge_check_section(results.run_dir))
 
 
 def write_html_report(results: RunResults, path: Path | None = None) -> Path:

@@ -10,12 +10,17 @@ last try the judgement is recorded as failed with every raw reply: never as a re
 
 from __future__ import annotations
 
+import html
+import math
 import random
+import re
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import prompts
-from .backends.base import Backend, Request, Sampling
+from .backends.base import Backend, Completion, Request, Sampling
 from .config import JudgeConfig
 from .errors import BackendError, JudgeError
 from .ranking import RankingParseError, parse_ranking, parse_ranking_with_ties, ranks_from_groups, ranks_from_order
@@ -24,6 +29,13 @@ from .records import Judgement, Question
 #: Sampling besides the temperature: llama-cpp-python's server defaults for a chat request, sent
 #: explicitly so that every backend (in-process, a local server, a remote one) samples alike.
 JUDGE_TOP_P, JUDGE_TOP_K, JUDGE_MIN_P, JUDGE_REPEAT_PENALTY = 0.95, 40, 0.05, 1.1
+#: Alternatives per token asked for where a scoring protocol reads the options' probabilities.
+LOGPROBS = 20
+
+
+def judge_sampling(config: JudgeConfig) -> Sampling:
+    return Sampling(temperature=config.temperature, top_p=JUDGE_TOP_P, top_k=JUDGE_TOP_K,
+                    min_p=JUDGE_MIN_P, repeat_penalty=JUDGE_REPEAT_PENALTY)
 
 
 class Judge:
@@ -32,8 +44,7 @@ class Judge:
     def __init__(self, config: JudgeConfig, backend: Backend) -> None:
         self.config = config
         self.backend = backend
-        self.sampling = Sampling(temperature=config.temperature, top_p=JUDGE_TOP_P, top_k=JUDGE_TOP_K,
-                                 min_p=JUDGE_MIN_P, repeat_penalty=JUDGE_REPEAT_PENALTY)
+        self.sampling = judge_sampling(config)
 
     # --- what is shown -------------------------------------------------------------------
     def orders_for(self, question_id: str, model_ids: Sequence[str]) -> list[list[str]]:
@@ -117,3 +128,100 @@ class Judge:
                          attempts=len(replies), raw_replies=replies, error=reason,
                          seconds=time.monotonic() - start, order_index=order_index)
 
+
+
+# --- what the scoring protocols share ----------------------------------------------------------
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
+def read_choice(reply: str, options: Sequence[str], words: Mapping[str, str] | None = None) -> str:
+    """The one option a reply names: the reply itself, or the only option standing alone in it
+    (Unicode-normalised; ``words`` maps phrases such as "partly correct" to options, used
+    when no option stands alone). None named, or several, raises RankingParseError."""
+    text = unicodedata.normalize("NFKC", html.unescape(reply)).translate(_INVISIBLE)
+    text = re.sub(r"<think>.*?</think>", " ", text, flags=re.S | re.I).strip(" \t\n*_`'\".:")
+    if text in options:
+        return text
+    found = {option for option in options  # a word option in any case: "Yes" is "yes"; "a" is no "A"
+             if re.search(rf"(?<![\w.]){re.escape(option)}(?![\w]|\.\d)", text, re.I if len(option) > 1 else 0)}
+    if not found and words:
+        rest = text.lower()
+        for phrase in sorted(words, key=len, reverse=True):  # "partly correct" before "correct"
+            if re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", rest):
+                found.add(words[phrase])
+                rest = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", " ", rest)
+    if len(found) == 1:
+        return found.pop()
+    if found:
+        raise RankingParseError(f"the reply names several of {', '.join(options)}: {', '.join(sorted(found))}")
+    raise RankingParseError(f"the reply names none of {', '.join(options)}")
+
+
+def option_logprobs(completion: Completion, options: Sequence[str]) -> dict[str, float | None] | None:
+    """The log-probability of each of ``options`` at the reply's first token (a word option in any
+    case; tokens of the same option summed; None when not among the alternatives returned), or
+    None without log-probabilities there."""
+    if not completion.top_logprobs:
+        return None
+    mass = dict.fromkeys(options, 0.0)
+    words = {option.lower(): option for option in options if len(option) > 1}  # "Yes" is "yes"; "a" is no "A"
+    for token, logprob in completion.top_logprobs[0].items():
+        option = token.strip() if token.strip() in mass else words.get(token.strip().lower())
+        if option is not None:
+            mass[option] += math.exp(logprob)
+    return {option: math.log(p) if p > 0.0 else None for option, p in mass.items()}
+
+
+def option_probs(logprobs: Mapping[str, float | None] | None) -> tuple[dict[str, float], float] | None:
+    """The options' probabilities normalised over them, and the share of the model's probability
+    they hold (from :func:`option_logprobs`), or None when none of them was returned."""
+    mass = {option: math.exp(lp) if lp is not None else 0.0 for option, lp in (logprobs or {}).items()}
+    total = sum(mass.values())
+    if total <= 0.0:
+        return None
+    return {option: p / total for option, p in mass.items()}, total
+
+
+def ranks_from_scores(scores: Mapping[str, float]) -> dict[str, float]:
+    """1 for the highest score; equal scores share the mean of their ranks."""
+    values = list(scores.values())
+    return {model: 1 + sum(v > score for v in values) + (sum(v == score for v in values) - 1) / 2
+            for model, score in scores.items()}
+
+
+class ChoiceAsker:
+    """Asks a judge for one of a few options (a grade, a letter), retrying a reply that names
+    none or several; keeps every reply and reads the options' probabilities when it can."""
+
+    def __init__(self, config: JudgeConfig, backend: Backend, sampling: Sampling) -> None:
+        self.config, self.backend, self.sampling = config, backend, sampling
+
+    def ask(self, messages: list[dict[str, str]], options: Sequence[str], retry: Any,
+            words: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """``{"reply", "replies", "choice" (None after the last failed try), "probs", "mass", "logprobs",
+        "attempts", "error"}``; ``retry(reason)`` is the follow-up message after a bad reply."""
+        replies: list[str] = []
+        reason = ""
+        for attempt in range(self.config.max_retries + 1):
+            request = Request.chat(messages, max_tokens=self.config.max_tokens, sampling=self.sampling,
+                                   seed=self.config.seed + attempt, choices=tuple(options), logprobs=LOGPROBS)
+            try:
+                completion = self.backend.complete(request)
+            except BackendError as error:
+                raise JudgeError(f"judge {self.config.id!r}: {error}") from None
+            replies.append(completion.text)
+            try:
+                choice = read_choice(completion.text, options, words)
+            except RankingParseError as error:
+                reason = error.reason
+                messages = [*messages, {"role": "assistant", "content": completion.text}, retry(reason)]
+                continue
+            bare = completion.text.strip(" \t\n*_`'\".:").lower() == choice.lower()  # the reply is the choice alone
+            logprobs = option_logprobs(completion, options) if bare else None
+            probs = option_probs(logprobs)
+            return {"reply": completion.text, "replies": replies, "choice": choice, "attempts": attempt + 1,
+                    "probs": probs[0] if probs else None, "mass": probs[1] if probs else None,
+                    "logprobs": logprobs if probs else None, "error": ""}
+        return {"reply": replies[-1] if replies else "", "replies": replies, "choice": None,
+                "attempts": len(replies), "probs": None, "mass": None, "logprobs": None, "error": reason}

@@ -12,17 +12,30 @@ import pandas as pd
 from scipy import stats as sps
 
 from .analysis import verdicts
+from .config import SCORING_PROTOCOLS
 from .records import Judgement
+
+#: What :func:`position_bias` says of the pointwise protocol.
+POINTWISE_NOTE = "no order is shown: each answer is graded on its own"
 
 
 def _rate(hits: int, total: int) -> float | None:
     return hits / total if total else None
 
 
+def _retried(judgement: Judgement) -> bool:
+    """Whether a reply of ``judgement`` had to be asked again (a scoring protocol: any of its
+    sub-requests, whose attempts add up)."""
+    if judgement.protocol in SCORING_PROTOCOLS and judgement.details:
+        return any(int(detail.get("attempts", 1)) > 1 for detail in judgement.details)
+    return judgement.attempts > 1
+
+
 def failures(judgements: Sequence[Judgement]) -> dict[str, Any]:
-    """How often the first reply was unusable, and how often every retry failed too."""
+    """How often the first reply was unusable (of any sub-request, for the scoring protocols),
+    and how often every retry failed too."""
     total = len(judgements)
-    first_bad = sum(1 for j in judgements if j.attempts > 1 or not j.ok)
+    first_bad = sum(1 for j in judgements if _retried(j) or not j.ok)
     failed = sum(1 for j in judgements if not j.ok)
     return {"judgements": total, "first_reply_invalid": first_bad, "failed_after_retries": failed,
             "failure_rate_before_retries": _rate(first_bad, total),
@@ -36,6 +49,17 @@ def _winners(ranks: Mapping[str, float]) -> frozenset[str]:
 
 
 def position_bias(judgements: Sequence[Judgement]) -> dict[str, Any]:
+    """How far the shown order sways the judge: :func:`listwise_position_bias` for the listwise
+    protocols, :func:`pair_order_bias` for ``pairwise``; ``pointwise`` shows no order (a note).
+    Judgements of a listwise protocol, when there are any, are the only ones looked at."""
+    listwise = [j for j in judgements if j.protocol not in SCORING_PROTOCOLS]
+    if listwise or not judgements:
+        return listwise_position_bias(listwise)
+    pairwise = [j for j in judgements if j.protocol == "pairwise"]
+    return pair_order_bias(pairwise) if pairwise else {"note": POINTWISE_NOTE}
+
+
+def listwise_position_bias(judgements: Sequence[Judgement]) -> dict[str, Any]:
     """First-shown answer's win rate (against 1/k by chance, over the judgements with one
     winner: a tie for first is no win for anyone), mean rank by shown position, and how often
     the verdict changes with the order (questions a judge saw in several orders)."""
@@ -65,6 +89,45 @@ def position_bias(judgements: Sequence[Judgement]) -> dict[str, Any]:
         "winner_flip_rate": _rate(winner_changes, len(several)),
         "ranking_flip_rate": _rate(ranking_changes, len(several)),
     }
+
+
+def _pair_winners(judgement: Judgement) -> dict[tuple[str, str], str]:
+    """(first shown, second shown) -> the winner, of every comparison in a pairwise judgement."""
+    winners = {}
+    for detail in judgement.details:
+        shown, winner = detail.get("shown"), detail.get("winner")
+        if isinstance(shown, list) and len(shown) == 2 and winner in shown:
+            winners[(str(shown[0]), str(shown[1]))] = str(winner)
+    return winners
+
+
+def pair_order_bias(judgements: Sequence[Judgement]) -> dict[str, Any]:
+    """The pairwise protocol's order effects (each pair is shown in both orders), over the
+    successful judgements: ``pair_consistency``, the share of pairs whose two orders named the
+    same winner; ``first_shown_win_rate``, the share of comparisons the first-shown answer won
+    (chance 0.5, and exactly 0.5 when every pair is consistent); ``first_shown_p_value``, a sign
+    test over the inconsistent pairs (first-shown won in both orders against second-shown won in
+    both, 1/2 each by chance)."""
+    ok = [j for j in judgements if j.ok]
+    if not ok:
+        return {"note": "no successful judgements"}
+    comparisons = first_wins = pairs = consistent = first_favoured = 0
+    for judgement in ok:
+        winners = _pair_winners(judgement)
+        comparisons += len(winners)
+        first_wins += sum(1 for (first, _), winner in winners.items() if winner == first)
+        for (a, b), winner in winners.items():
+            if a < b and (b, a) in winners:
+                pairs += 1
+                consistent += winner == winners[(b, a)]
+                first_favoured += winner == a and winners[(b, a)] == b
+    inconsistent = pairs - consistent
+    test = sps.binomtest(first_favoured, inconsistent, 0.5) if inconsistent else None
+    return {"protocol": "pairwise", "judgements": len(ok), "comparisons": comparisons,
+            "pairs_in_both_orders": pairs, "pair_consistency": _rate(consistent, pairs),
+            "first_shown_win_rate": _rate(first_wins, comparisons), "chance": 0.5,
+            "inconsistent_pairs": inconsistent, "first_shown_favoured_pairs": first_favoured,
+            "first_shown_p_value": test.pvalue if test is not None else None}
 
 
 def f1_agreement(table: pd.DataFrame, rank_column: str = "rank") -> dict[str, Any]:

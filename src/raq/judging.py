@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .backends.factory import Backends
 from .checks import ModelFile
 from .config import JudgeConfig, RunConfig
-from .judge import Judge
+from .judges import AnyJudge, make_judge
 from .progress import progress_bar
 from .records import Judgement, Question
 from .store import RunDir
@@ -18,7 +18,7 @@ from .store import RunDir
 Task = tuple[Question, int]  # a question and the index of the order it is shown in
 
 
-def judged(judge: Judge, tasks: Sequence[Task], answers: dict[str, dict[str, str]], model_ids: list[str],
+def judged(judge: AnyJudge, tasks: Sequence[Task], answers: dict[str, dict[str, str]], model_ids: list[str],
            in_flight: int) -> Iterator[Judgement]:
     """Judgements of ``tasks``, ``in_flight`` requests at a time (in the tasks' order)."""
     def work(task: Task) -> Judgement:
@@ -70,7 +70,7 @@ def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], fil
             _record_backend(run, judge_config, backend.info())
             with progress_bar(len(tasks), f"judging [{judge_config.id}]", progress) as bar:
                 in_flight = min(judge_config.max_in_flight, backend.capacity)  # in-process: one at a time
-                for judgement in judged(Judge(judge_config, backend), tasks, answers, model_ids, in_flight):
+                for judgement in judged(make_judge(judge_config, backend), tasks, answers, model_ids, in_flight):
                     run.append_judgement(judgement)
                     bar.update()
         finally:

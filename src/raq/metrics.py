@@ -31,10 +31,12 @@ def words(text: str) -> int:
 
 # SQuAD v1.1 official evaluation (normalise_answer, exact match, token F1).
 
+_PUNCTUATION = frozenset(string.punctuation)
+
 def normalize_answer(text: str) -> str:
     """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace."""
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 

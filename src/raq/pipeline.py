@@ -4,7 +4,8 @@ alone, every finished record is on disk before the next one starts, and a run ca
 - :func:`evaluate`: a whole study from a config (``python -m raq run``);
 - :func:`judge_run`: judge a run's stored answers again, or with more judges (``raq judge``);
 - :func:`analyse`: tables, statistics, figures and reports from a run directory (``raq stats``);
-- :func:`load_run`: a finished run's results, read back.
+- :func:`load_run`: a finished run's results, read back;
+- :func:`check_judge`: how accurate a judge is on answers of known quality (``raq judge-check``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,26 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from . import runs
 from .answering import generate
 from .backends.factory import BackendFactory, Backends
 from .checks import check_endpoints, check_model_files
-from .config import RunConfig, config_to_dict, load_config, parse_config, set_dotted
-from .errors import ConfigError
+from .config import JudgeProtocol, RunConfig, config_to_dict, load_config, parse_config, set_dotted
+from .errors import ConfigError, JudgeCheckFailed
+from .judge_check import (
+    DEFAULT_QUESTIONS,
+    DEFAULT_REPEATS,
+    JudgeCheck,
+    check_judges,
+    check_questions,
+    failure_message,
+    write_check,
+)
 from .judging import judge_answers, pending_judges
 from .records import Question
+from .report_judge_check import CHECK_FILE
 from .results import Results
 from .store import RunDir
 
@@ -113,6 +124,7 @@ def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Pa
     run.update_manifest(files={key: {"ref": file.ref, "path": str(file.path), "sha256": file.sha256}
                                for key, file in files.items()})
     try:
+        _gate_judges(config, run, questions, files, backends, progress, notify)
         notify(f"answering in {run.path}")
         generate(config, run, questions, files, backends, progress)
         if judge:
@@ -125,6 +137,69 @@ def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Pa
         raise
     results.manifest = run.update_manifest(status="complete" if judge else "answered", error=None)
     return results
+
+
+def _gate_judges(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, Any],
+                 backends: Backends, progress: bool | None, notify: Notify) -> None:
+    """judge-check for every judge with ``judge.check: N`` (not yet passed in this run), before any
+    answer is generated; JudgeCheckFailed when one is below its ``min_accuracy``."""
+    path = run.path / CHECK_FILE
+    done = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"checks": []}
+    passed = {(c["judge"], json.dumps(c["settings"], sort_keys=True)) for c in done["checks"] if c["passed"]}
+    todo = [j for j in config.judge_list
+            if j.check and (j.id, json.dumps(j.model_dump(mode="json"), sort_keys=True)) not in passed]
+    for judge in todo:
+        notify(f"judge-check of {judge.id} on {judge.check} questions")
+        report = check_judges(config, check_questions(config, judge.check, questions), files, backends,
+                              judges=[judge], log_dir=run.path, progress=progress)
+        check = report["checks"][-1]
+        write_check(path, report)
+        if not check["passed"]:
+            raise JudgeCheckFailed(failure_message(check, path))
+
+
+def check_judge(config: RunConfig | str | Path = "config.yaml", *, questions: int = DEFAULT_QUESTIONS,
+                judge: str | None = None, protocols: list[str] | None = None, orders: int | None = None,
+                run: str | Path | None = None, out: str | Path | None = None, rungs: list[str] | None = None,
+                repeats: int = DEFAULT_REPEATS, progress: bool | None = None, on_phase: Notify | None = None,
+                backends: Backends | None = None, **overrides: Any) -> JudgeCheck:
+    """How accurate the study's judges are on ``questions`` questions of its dataset whose
+    answers' quality order is known (see :mod:`raq.judge_check`); writes ``judge_check.json``
+    (into ``run`` when given, whose questions and judges are used, else ``out`` or the config's
+    ``out_dir``). ``judge`` picks one judge by id; ``protocols`` checks these protocols instead
+    of the judge's own (``orders`` overrides the listwise orders); the first ``repeats`` questions
+    are asked again (stability)."""
+    from .judge_ladder import DEFAULT_RUNGS, RUNGS
+
+    notify, backends = _notifier(on_phase), backends or BackendFactory()
+    study_questions = None
+    if run is not None:
+        run_dir = RunDir.open(run)
+        study = parse_config(run_dir.manifest()["config"], str(run_dir.manifest_path))
+        study_questions, default_out = run_dir.questions(), run_dir.path / CHECK_FILE
+    else:
+        study = _study_config(config, {key.replace("__", "."): value for key, value in overrides.items()})
+        default_out = Path(study.out_dir) / f"judge-check-{study.name}-{runs.stamp()}.json"
+    judges = [j for j in study.judge_list if judge is None or j.id == judge]
+    if not judges:
+        raise ConfigError(f"no judge {judge!r} (the judges are: {', '.join(j.id for j in study.judge_list)})")
+    bad = [p for p in protocols or () if p not in get_args(JudgeProtocol)]
+    if bad:
+        raise ConfigError(f"unknown judge protocols {bad} (the protocols are: {', '.join(get_args(JudgeProtocol))})")
+    unknown = [r for r in rungs or () if r not in RUNGS]
+    if unknown:
+        raise ConfigError(f"unknown ladder rungs {unknown} (the rungs are: {', '.join(RUNGS)})")
+    notify("checking model files and endpoints")
+    files = check_model_files(study, contestants=False, judges=judges)
+    check_endpoints(study, str(run or config), judges=judges, contestants=False)
+    notify("loading questions")
+    chosen = check_questions(study, questions, study_questions)
+    path = Path(out) if out is not None else default_out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = check_judges(study, chosen, files, backends, judges=judges, protocols=protocols or [None],
+                          orders=orders, rungs=rungs or DEFAULT_RUNGS, repeats=repeats, log_dir=path.parent,
+                          progress=progress)
+    return JudgeCheck(path, write_check(path, report))
 
 
 def _with_judges_of(run: RunDir, study: RunConfig, config: str | Path) -> RunConfig:

@@ -177,3 +177,71 @@ def ranking_schema(labels: Sequence[str]) -> dict:
                                    "minItems": len(labels), "maxItems": len(labels)}},
         "required": ["ranking"],
     }
+
+
+# --- scoring protocols: one answer graded, or one pair compared --------------------------
+#
+# Each prompt holds, in this order, what is the same for every answer to a question (the
+# context excerpt when shown, the question, the references, the instruction) and then the
+# answer(s), last: a backend that keeps its prompt prefix reads the shared part once per
+# question and then only the answer (for a pair, the first answer is shared by consecutive
+# prompts too).
+
+#: The pointwise protocol's grades, best first: ``yes-no`` (is the answer correct?) or ``0-2``.
+GRADES = {"yes-no": ("yes", "no"), "0-2": ("2", "1", "0")}
+#: The value of each grade (a score is the probability-weighted value).
+GRADE_VALUES = {"yes": 1.0, "no": 0.0, "2": 2.0, "1": 1.0, "0": 0.0}
+
+SCORING_SYSTEM = "You check answers to reading-comprehension questions against the correct answers."
+
+CONTEXT_BLOCK = "Text:\n{context}\n\n"
+QUESTION_BLOCK = "Question: {question}\n\nCorrect answer(s):\n{references}\n\n"
+
+POINTWISE_ASK = {
+    "yes-no": ("Does the candidate answer below give the same answer as a correct answer above? Extra words or "
+               "a full sentence are fine; a different answer, or no answer, is not. Reply yes or no."),
+    "0-2": ("Grade the candidate answer below: 2 if it gives the same answer as a correct answer above (extra "
+            "words or a full sentence are fine), 1 if it gives only part of it, 0 if it gives a different answer "
+            "or no answer. Reply with the grade only: 2, 1 or 0."),
+}
+
+PAIRWISE_ASK = ("Which of the two candidate answers below gives the same answer as a correct answer above? Extra "
+                "words or a full sentence are neither better nor worse; a different answer, or no answer, is "
+                "worse. Reply with one letter only: {labels}.")
+
+CHOICE_RETRY = "That reply could not be used: {reason}. Reply with {options} only."
+
+
+def one_line(text: str) -> str:
+    """Untrusted text on one line, neutralised (:func:`fence`): it cannot start a line of the prompt."""
+    return " ".join(fence(text).split())
+
+
+def judge_facts(question: Question, context_chars: int, show_context: bool = True) -> str:
+    """The context excerpt (when ``show_context``), the question and the correct answers, as the
+    scoring protocols show them: model-written and dataset text neutralised, answers on one line."""
+    context = CONTEXT_BLOCK.format(context=fence(excerpt(question.context, question.gold_answers, context_chars)))
+    references = "\n".join(f"- {one_line(g)}" for g in dict.fromkeys(question.gold_answers))
+    return ((context if show_context else "")
+            + QUESTION_BLOCK.format(question=one_line(question.question), references=references))
+
+
+def pointwise_messages(question: Question, answer: str, *, grades: str = "yes-no", context_chars: int = 2000,
+                       show_context: bool = False) -> list[dict[str, str]]:
+    """One answer to grade, after everything the answers to the question share."""
+    body = (judge_facts(question, context_chars, show_context) + POINTWISE_ASK[grades]
+            + f"\n\nCandidate answer:\n{one_line(answer)}")
+    return [{"role": "system", "content": SCORING_SYSTEM}, {"role": "user", "content": body}]
+
+
+def pairwise_messages(question: Question, first: str, second: str, labels: Sequence[str], *,
+                      context_chars: int = 2000, show_context: bool = False) -> list[dict[str, str]]:
+    """Two answers to compare, labelled ``labels`` in the order shown."""
+    shown = "".join(f"\n\nCandidate answer {label}:\n{one_line(text)}" for label, text in zip(labels, (first, second)))
+    body = judge_facts(question, context_chars, show_context) + PAIRWISE_ASK.format(labels=" or ".join(labels)) + shown
+    return [{"role": "system", "content": SCORING_SYSTEM}, {"role": "user", "content": body}]
+
+
+def choice_retry_message(reason: str, options: Sequence[str]) -> dict[str, str]:
+    """The follow-up after a reply that names none, or several, of ``options``."""
+    return {"role": "user", "content": CHOICE_RETRY.format(reason=reason, options=" or ".join(options))}

@@ -1,28 +1,41 @@
 """Parse a judge LLM's reply into a ranking of answer labels, best first.
 
 Accepted shapes: JSON (``{"ranking": ["B", "A", "C"]}``, the reference protocol's
-function-call argument ``{"rank": "2,1,3"}``, a list, a position or label->rank map),
-delimited text (``B > A > C``, ``2, 1, 3``), numbered or bulleted lists, and labels with
-words around them. ``<think>`` blocks and code fences are removed first. Anything that is
-not a complete permutation of the labels raises :class:`RankingParseError`: a ranking is
-never completed, de-duplicated or guessed.
+function-call argument ``{"rank": "2,1,3"}``, a list, a position or label->rank map, a list
+of objects such as ``[{"label": "B", "rank": 1}, ...]`` or ``[{"answer": "B"}, ...]``),
+delimited text (``B > A > C``, ``2, 1, 3``), numbered or bulleted lists, markdown tables
+(a rank column gives the order, else the row order; a table of scores is none) and labels
+with words around them.
+The reply is first normalised (HTML entities, NFKC, zero-width characters and soft hyphens
+dropped), then ``<think>`` blocks and code fences are removed. Anything that is not a
+complete permutation of the labels raises :class:`RankingParseError`: a ranking is never
+completed, de-duplicated or guessed.
 
 Label-matching rule:
 
 * A label counts only as a standalone token, touching no letter, digit or ``_`` (numbers
-  also no decimal point). Letter labels are case-sensitive, so the article ``a`` is never
-  a label, and ``I`` is never one unless it is a label. Lowercase labels are accepted only
-  when the reply is nothing but labels, list numbers and punctuation (``b, a, c``).
+  also no decimal point; a number of 4 or more digits, longer than every label, such as a
+  year, is none). Letter labels are case-sensitive, so the article ``a`` is never a label,
+  and ``I`` is never one unless it is a label. Lowercase labels are accepted only when the
+  reply is nothing but labels, list numbers and punctuation (``b, a, c``). Only ASCII
+  letters match: look-alikes from other scripts (Cyrillic ``А``, Greek ``Β``) do not.
 * List numbering (``1.``, ``2)``, ``(3)``, ``Rank 1:``, ``First:``) is never a label, and a
   parenthetical holding other words (``(most correct)``) is ignored.
 * Label tokens joined only by punctuation (``, ; > - * : " [ ]``, newlines) and filler words
   (``answer``, ``ID``, ``then``, ``followed by``, ``is the best``, ``second``...) form a *run*;
   any other word or a full stop ends it. ``=``, ``~`` and ``tied`` tie two labels; a run
   written with ``<`` only is read worst first.
-* Runs and numbered/bulleted lists are candidates. The chosen one is the complete
-  permutation ranked highest by (a ``rank``/``order``/``final`` cue on its line or the line
-  before, explicit order: ``>``, ``then``, numbering) and then position (last wins).
-  With no complete one, the fault of the longest candidate is raised.
+* A direction in words (``from worst to best``, ``least to most correct``, ``in ascending
+  order of quality``) on the line of a run or list, or on the line before one that starts
+  its line (or a JSON key: ``{"worst_to_best": [...]}``), reverses it; ``best to worst``,
+  ``most to least correct`` keep it. A phrase that contradicts a run's ``<``/``>``, or one
+  that may mean worst first but does not say of what (``ascending order``), makes that
+  candidate a failure.
+* Runs, lists and tables are candidates. Only complete permutations count, ranked by a cue
+  on their line or the line before (``final`` over ``rank``/``order``), then explicit order
+  (``>``, ``then``, numbering, a rank column). The highest-ranked ones must all be the same
+  ranking: two different ones raise. With no complete one, the fault of the longest
+  candidate is raised.
 """
 
 from __future__ import annotations
@@ -32,7 +45,26 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+from .ranking_text import (
+    POS,
+    Groups,
+    blank_markers,
+    by_rank,
+    direction_at,
+    direction_of,
+    embedded_json,
+    entry_fields,
+    join_run,
+    labels_only,
+    lists,
+    normalise,
+    ordinal,
+    runs,
+    tables,
+    tokenizer,
+)
 
 __all__ = [
     "RankingParseError",
@@ -42,32 +74,9 @@ __all__ = [
     "ranks_from_order",
 ]
 
-_ORDS = "first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth"
-_NAMES = r"answers?|ids?|options?|responses?|candidates?|labels?"
-_FILL = (  # words that may stand between two ranked labels
-    rf"{_NAMES}|and|then|followed|by|next|finally|lastly|after|that|is|the|best|last|place|tied?|with"
-    rf"|rank(?:ing|ed|s)?|order|{_ORDS}"
-)
-_GAP = re.compile(rf"(?:[\s,;:>=<~|*_\"'`#\[\](){{}}\-–—→»]|\b(?:{_FILL})\b)*", re.I)
-_TIE = re.compile(r"(?<![<>=])=+(?![=>])|~|\btied?\b", re.I)
-_STRONG = re.compile(r"[<>=]|\b(?:then|followed|next|finally|lastly)\b", re.I)
 _CUE = re.compile(r"rank|order|final", re.I)
-_ITEM = re.compile(  # a list item's marker at the start of a line; group 1 is its number
-    rf"^[ \t]*(?:[-*•+][ \t]*)?[*_]*(?:(?:rank(?:ed)?|place|position|no\.?)[ \t]*)?[#(]?"
-    rf"([0-9]{{1,3}}|{_ORDS})(?:st|nd|rd|th)?[ \t]*(?:place)?[*_]*[ \t]*[.):](?![0-9])[*_]*"
-    r"|^[ \t]*[-*•+][ \t]+",
-    re.I | re.M,
-)
-_MARK = (  # an inline list marker, blanked when a label follows it
-    r"(?:(?:rank(?:ed)?|place|position|no\.?)\s*#?[0-9]+\s*[:.)]"
-    r"|#?[0-9]+(?:st|nd|rd|th)?[.):]|\([0-9]+\))"
-)
-_PARENS = re.compile(r"\([^()\[\]]*\)|\[[^()\[\]]*\]")
 _KEYS: tuple[str, ...] = ("ranking", "rankings", "rank", "ranks", "order", "ordering", "ranked", "result")
 _KEYS += ("arguments", "parameters", "args", "input", "function", "function_call")  # tool calls
-_POS = re.compile(rf"(?:rank|place|position|#)?\s*([0-9]{{1,3}}|{_ORDS})(?:st|nd|rd|th)?", re.I)
-
-Groups = list[list[str]]
 
 
 class RankingParseError(ValueError):
@@ -159,11 +168,12 @@ def _check(groups: Groups, labels: list[str]) -> None:
 
 def _groups(reply: Any, labels: list[str], depth: int) -> Groups:
     """Reply text (or a JSON string value) -> candidate groups, not yet checked."""
-    if reply is None or not str(reply).strip():
-        raise RankingParseError("empty reply")
-    if not isinstance(reply, str):
+    if reply is not None and not isinstance(reply, str):
         raise RankingParseError(f"reply is {type(reply).__name__}, not text")
-    s = re.sub(r"<think>.*?</think>", " ", reply.replace("\r\n", "\n"), flags=re.S | re.I)
+    s = normalise(reply or "")
+    if not s.strip():
+        raise RankingParseError("empty reply")
+    s = re.sub(r"<think>.*?</think>", " ", s.replace("\r\n", "\n"), flags=re.S | re.I)
     fence = r"```(?:[A-Za-z]{2,}[\w+-]*)?"  # a language tag has 2+ letters: ```B > A``` has none
     fenced = [b for b in re.findall(fence + r"[ \t]*\n?(.*?)```", s, re.S) if b.strip()]
     s = re.sub(fence, " ", fenced[-1] if fenced else s).strip()
@@ -175,15 +185,7 @@ def _groups(reply: Any, labels: list[str], depth: int) -> Groups:
         except Exception:
             pass
     if not isinstance(value, (dict, list, tuple, str)):
-        value = None
-        for m in list(re.finditer(r"\{", s))[:20]:  # a JSON object with a ranking key in prose
-            try:
-                obj = json.JSONDecoder().raw_decode(s, m.start())[0]
-            except Exception:
-                continue
-            if isinstance(obj, dict) and any(str(k).strip().lower() in _KEYS for k in obj):
-                value = obj
-                break
+        value = embedded_json(s, _KEYS)  # a JSON object with a ranking key in prose, or a list of entries
     if value is not None:
         return _json(value, labels, depth)
     if s.startswith("{") and re.search(r"[\"']\s*:", s):
@@ -197,6 +199,8 @@ def _json(value: Any, labels: list[str], depth: int) -> Groups:
     if depth > 8 or value is None:
         raise RankingParseError("JSON nested too deeply" if depth > 8 else "JSON ranking is null")
     if isinstance(value, (list, tuple)):
+        if any(isinstance(v, dict) for v in value):
+            return _entries(value, labels)
         return [_item(v, labels, True) for v in value]
     if not isinstance(value, dict):
         raise RankingParseError(f"JSON ranking must be a list or a string, not {type(value).__name__}")
@@ -205,27 +209,41 @@ def _json(value: Any, labels: list[str], depth: int) -> Groups:
         if key in keys:
             return _json(keys[key], labels, depth + 1)
     numeric = all(x.isdigit() for x in labels)
-    pos = [_POS.fullmatch(str(k).strip()) for k in value]
+    pos = [POS.fullmatch(str(k).strip()) for k in value]
     if len(value) > 1 and not numeric and all(pos):  # {"1": "B", "2": "A"} or {"first": "B", ...}
         items = [_item(v, labels, False) for v in value.values()]
-        return _by_rank([_number(m[1]) for m in pos if m], items)
+        return by_rank([ordinal(m[1]) for m in pos if m], items)
     if len(value) > 1 and not numeric and all(str(k).strip() in labels for k in value):  # {"B": 1}
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
-            return _by_rank(list(value.values()), [[str(k).strip()] for k in value])
-    if len(value) == 1:
-        return _json(next(iter(value.values())), labels, depth + 1)
+            return by_rank(list(value.values()), [[str(k).strip()] for k in value])
+    if len(value) == 1:  # {"best_to_worst": [...]}; {"worst_to_best": [...]} is reversed
+        key, inner = next(iter(value.items()))
+        groups = _json(inner, labels, depth + 1)
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])|_", " ", str(key))
+        return groups[::-1] if _said(lambda: direction_of(words)) else groups
     raise RankingParseError("JSON object has no 'ranking' key")
 
 
-def _number(word: str) -> int:
-    return int(word) if word.isdigit() else _ORDS.split("|").index(word.lower()) + 1
+def _said(read: Any) -> Any:
+    """Call a :mod:`raq.ranking_text` helper, turning its ValueError into a RankingParseError."""
+    try:
+        return read()
+    except ValueError as e:
+        raise RankingParseError(str(e)) from None
 
 
-def _by_rank(ranks: list[Any], groups: Groups) -> Groups:
-    out: dict[Any, list[str]] = {}
-    for rank, group in sorted(zip(ranks, groups), key=lambda p: p[0]):
-        out.setdefault(rank, []).extend(group)
-    return list(out.values())
+def _entries(value: Sequence[Any], labels: list[str]) -> Groups:
+    """A JSON list of entry objects: ordered by their rank field, else by list order."""
+    if not all(isinstance(v, dict) for v in value):
+        raise RankingParseError("JSON ranking mixes objects with other entries")
+    fields = [_said(lambda v=v: entry_fields(v)) for v in value]
+    items = [_item(label, labels, False) for label, _rank in fields]
+    ranks = [rank for _label, rank in fields]
+    if all(rank is None for rank in ranks):
+        return items
+    if None in ranks:
+        raise RankingParseError("only some JSON ranking entries give a rank")
+    return by_rank(ranks, items)
 
 
 def _item(v: Any, labels: list[str], nested: bool) -> list[str]:
@@ -234,110 +252,89 @@ def _item(v: Any, labels: list[str], nested: bool) -> list[str]:
         return [x for e in v for x in _item(e, labels, False)]
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**9:
         v = str(v)
-    if isinstance(v, str):
-        tok, canon = _tokenizer(labels, _labels_only(v, labels))
-        found = [canon(m) for m in tok.finditer(_clean(v, tok))]
-        if len(found) == 1 or (not found and re.fullmatch(r"\w{1,12}", v.strip())):
-            return found or [v.strip()]  # a lone word that is no label: reported as unknown
-    raise RankingParseError(f"JSON ranking entry {str(v)[:40]!r} is not a single label")
+    found = _single(v, labels) if isinstance(v, str) else None
+    if found is None:
+        raise RankingParseError(f"JSON ranking entry {str(v)[:40]!r} is not a single label")
+    return found
 
 
-def _tokenizer(labels: list[str], ci: bool) -> tuple[re.Pattern[str], Any]:
-    """A regex for label-shaped tokens (labels and look-alikes) and a token -> label mapper."""
-    alts = []
-    if any(x.isascii() and x.isdigit() for x in labels):
-        alts.append(r"(?<!\.)[0-9]+(?!\.[0-9])")
-    letters = [x for x in labels if len(x) == 1 and x.isascii() and x.isalpha()]
-    if letters:
-        cls = "A-Z" * any(x.isupper() for x in letters) + "a-z" * any(x.islower() for x in letters)
-        alts.append(("" if ci or "I" in labels else "(?!I)") + f"[{'A-Za-z' if ci else cls}]")
-    others = [re.escape(x) for x in labels if x not in letters and not x.isdigit()]
-    alts += sorted(others, key=len, reverse=True)
-    key = lambda t: (t.lstrip("0") or "0") if t.isdigit() else t.casefold() if ci else t  # noqa: E731
-    table = {key(x): x for x in labels}
-    tok = re.compile(rf"(?<!\w)(?:{'|'.join(alts)})(?!\w)", re.I if ci else 0)
-    return tok, lambda m: table.get(key(m.group()), m.group())
+def _single(v: str, labels: list[str]) -> list[str] | None:
+    """The one label in ``v`` (a lone word that is no label is kept, to be reported), or None."""
+    tok, canon = tokenizer(labels, labels_only(v, labels))
+    found = [canon(m) for m in tok.finditer(blank_markers(v, tok))]
+    if len(found) == 1 or (not found and re.fullmatch(r"\w{1,12}", v.strip())):
+        return found or [v.strip()]
+    return None
 
 
-def _labels_only(s: str, labels: list[str]) -> bool:
-    return not re.search(r"[^\W\d_]", _tokenizer(labels, True)[0].sub(" ", s))
-
-
-def _clean(s: str, tok: re.Pattern[str]) -> str:
-    """Blank list markers and wordy parentheticals with spaces (positions are kept)."""
-    blank = lambda m: " " * len(m.group())  # noqa: E731
-    s = _ITEM.sub(blank, s)
-    inline = rf"(?<![\w.]){_MARK}(?=[\s*_]*(?:(?:{_NAMES})\b[\s:#*_]*)?(?:{tok.pattern}))"
-    s = re.sub(inline, blank, s, flags=re.I)
-    pure = lambda t: bool(tok.search(t)) and bool(_GAP.fullmatch(tok.sub(" ", t)))  # noqa: E731
-    for _ in range(4):  # innermost first, a few levels deep
-        s, old = _PARENS.sub(lambda m: m.group() if pure(m.group()[1:-1]) else blank(m), s), s
-        if s == old:
-            break
-    return s
-
-
-def _join(clean: str, ms: list[re.Match[str]], canon: Any) -> tuple[Groups, bool]:
-    groups, gaps = [[canon(ms[0])]], [clean[a.end() : b.start()] for a, b in zip(ms, ms[1:])]
-    for gap, m in zip(gaps, ms[1:]):
-        if _TIE.search(gap):
-            groups[-1].append(canon(m))
-        else:
-            groups.append([canon(m)])
-    if any("<" in g for g in gaps) and not any(">" in g for g in gaps):
-        groups.reverse()
-    return groups, any(_STRONG.search(g) for g in gaps)
-
-
-def _runs(clean: str, ms: list[re.Match[str]], multiline: bool) -> list[list[re.Match[str]]]:
-    runs: list[list[re.Match[str]]] = []
-    for m in ms:
-        gap = clean[runs[-1][-1].end() : m.start()] if runs else "."
-        if _GAP.fullmatch(gap) and (multiline or "\n" not in gap):
-            runs[-1].append(m)
-        else:
-            runs.append([m])
-    return runs
+class _Candidate(NamedTuple):
+    prio: int  # 3: a "final" cue, 2: a "rank"/"order" cue, 1: explicit order, 0: none
+    start: int
+    groups: Groups
+    fault: str | None  # why a complete candidate still cannot be read
 
 
 def _text(s: str, labels: list[str]) -> Groups:
-    tok, canon = _tokenizer(labels, _labels_only(s, labels))
-    clean = _clean(s, tok)
-    cands = []  # (priority, start, groups, size)
+    tok, canon = tokenizer(labels, labels_only(s, labels))
+    clean = blank_markers(s, tok)
+    found_tables = tables(s)
+    for start, end, _rows in found_tables:  # table cells form no runs
+        clean = clean[:start] + re.sub(r"[^\n]", " ", clean[start:end]) + clean[end:]
+    cands: list[_Candidate] = []
 
-    def add(start: int, groups: Groups, strong: bool) -> None:
+    def add(start: int, end: int | None, groups: Groups, strong: bool, written: bool | None = None) -> None:
         line = max(s.rfind("\n", 0, max(s.rfind("\n", 0, start), 0)) + 1, start - 200)
-        prio = 2 if _CUE.search(re.split(r"[.!?]\s", clean[line:start])[-1]) else int(strong)
-        cands.append((prio, start, groups, sum(map(len, groups))))
+        near = re.split(r"[.!?]\s", clean[line:start])[-1]
+        prio = 3 if re.search("final", near, re.I) else 2 if _CUE.search(near) else int(strong)
+        fault = None
+        try:
+            worst_first = direction_at(s, start, end)
+        except ValueError as e:
+            worst_first, fault = None, str(e)
+        if worst_first is not None and written is not None and worst_first != written:
+            fault = f"the ranking's {'<' if written else '>'} contradicts its direction in words"
+        elif worst_first and written is None:
+            groups = groups[::-1]
+        cands.append(_Candidate(prio, start, groups, fault))
 
     ms = list(tok.finditer(clean))
     for multiline in (True, False):
-        for run in _runs(clean, ms, multiline):
-            add(run[0].start(), *_join(clean, run, canon))
-    block: list[tuple[Any, list[str], int]] = []
-    pos = 0
-    for line in s.split("\n") + ["end"]:
-        item = _ITEM.match(line)
-        found = list(tok.finditer(clean, pos + item.end(), pos + len(line))) if item else []
-        if found:
-            first = _join(clean, _runs(clean, found, False)[0], canon)[0][0]  # and labels tied to it
-            assert item is not None  # found is empty without an item
-            block.append((item[1] and _number(item[1]), first, pos + item.start()))
-        elif line.strip() and not line[:1].isspace():
-            if len(block) > 1:
-                nums = [b[0] for b in block]
-                numbered = None not in nums
-                groups = _by_rank(nums, [b[1] for b in block]) if numbered else [b[1] for b in block]
-                add(block[0][2], groups, numbered)
-            block = []
-        pos += len(line) + 1
-    for _prio, _start, groups, _size in sorted(cands, key=lambda c: (c[0], c[1]), reverse=True):
-        try:
-            _check(groups, labels)
-            return groups
-        except RankingParseError:
-            pass
-    best = max(cands, key=lambda c: (c[3], c[1]), default=None)
-    if best is None or best[3] < min(2, len(labels)):
+        for run in runs(clean, ms, multiline):
+            add(run[0].start(), run[-1].end(), *join_run(clean, run, canon))
+    for start, groups, numbered in lists(s, clean, tok, canon):
+        add(start, None, groups, numbered)
+    for start, _end, rows in found_tables:
+        cells = [_single(cell, labels) for _rank, cell in rows]
+        ranks = [rank for rank, _cell in rows]
+        if all(cells):
+            items = [cell for cell in cells if cell]
+            add(start, None, items if None in ranks else by_rank(ranks, items), None not in ranks)
+    return _choose(cands, labels)
+
+
+def _complete(groups: Groups, labels: list[str]) -> bool:
+    try:
+        _check(groups, labels)
+    except RankingParseError:
+        return False
+    return True
+
+
+def _choose(cands: list[_Candidate], labels: list[str]) -> Groups:
+    """The candidate to read: see the module docstring."""
+    complete = [c for c in cands if _complete(c.groups, labels)]
+    if complete:
+        top = max(c.prio for c in complete)
+        chosen = sorted((c for c in complete if c.prio == top), key=lambda c: c.start)
+        for c in chosen:
+            if c.fault:
+                raise RankingParseError(c.fault)
+        seen = {tuple(frozenset(g) for g in c.groups): c.groups for c in chosen}
+        if len(seen) > 1:
+            first, second = (" > ".join(" = ".join(g) for g in groups) for groups in list(seen.values())[:2])
+            raise RankingParseError(f"two different rankings were found: {first} and {second}")
+        return chosen[0].groups
+    best = max(cands, key=lambda c: (sum(map(len, c.groups)), c.start), default=None)
+    if best is None or sum(map(len, best.groups)) < min(2, len(labels)):
         raise RankingParseError("no ranking found in the reply")
-    return best[2]
+    return best.groups

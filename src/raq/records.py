@@ -140,6 +140,9 @@ class Judgement:
     that order; ``order_index`` numbers the orders of one question when a judge sees
     several); ``ranks`` maps model id to rank (1 = best). A failed judgement has
     ``ok`` False, empty ``ranks`` and the reason in ``error``; it is never a result.
+    ``scores`` holds a scoring protocol's score per model (pointwise: the expected grade;
+    pairwise: wins plus half the ties; higher is better) and ``details`` one entry per
+    sub-request (an answer graded, a pair compared) with its reply and what was read from it.
     """
 
     question_id: str
@@ -154,3 +157,5 @@ class Judgement:
     error: str = ""
     seconds: float = 0.0
     order_index: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+    details: list[dict[str, Any]] = field(default_factory=list)

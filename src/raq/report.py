@@ -1,18 +1,21 @@
 """What the analysis writes into the run directory: results.csv, summary.csv, stats.json, the
 reference study's bar charts (figures/reference_bars.png, drawn by :mod:`raq.figures`) and a
-Markdown summary."""
+Markdown summary (with the judge check's headline figures when the run has ``judge_check.json``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .figures import FIGURE_NAME, bar_figure, interval_settings
+from .judge_quality import POINTWISE_NOTE
+from .report_judge_check import summary_lines
 
 __all__ = ["FIGURE_NAME", "summary_markdown", "write_report"]
 
@@ -32,8 +35,10 @@ def _per_context(config: dict[str, Any]) -> str:
     return f", up to {k} per paragraph" if k and k > 1 else ""
 
 
-def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dict[str, Any]) -> str:
-    """A short human-readable account of the run."""
+def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dict[str, Any],
+                     judge_check: Sequence[str] = ()) -> str:
+    """A short human-readable account of the run; ``judge_check``: one line per judge check
+    (:func:`raq.report_judge_check.summary_lines`)."""
     config = manifest.get("config", {})
     judges = [j for j in [config.get("judge")] + list(config.get("judges") or []) if j]
     judge_text = ", ".join(f"{j.get('id')} ({j.get('protocol')} protocol, {j.get('orders', 1)} order(s))"
@@ -82,16 +87,27 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
             bias, agreement = report.get("position_bias", {}), report.get("f1_agreement", {})
             lines.append(
                 f"- {judge_id}: invalid first replies {_fmt(report.get('failure_rate_before_retries'))}, "
-                f"failed after retries {_fmt(report.get('failure_rate_after_retries'))}; first-shown answer won "
-                f"{_fmt(bias.get('first_position_win_rate'))} (chance {_fmt(bias.get('chance'))}); winner changed "
-                f"with order in {_fmt(bias.get('winner_flip_rate'))} of questions judged in several orders; "
+                f"failed after retries {_fmt(report.get('failure_rate_after_retries'))}; {_order_effects(bias)}; "
                 f"Spearman with F1 {_fmt(agreement.get('mean_spearman'))}")
         agreement = judging.get("agreement", {})
         if agreement.get("mean_kendalls_w") is not None:
             lines.append(f"- agreement between judges: mean Kendall's W {_fmt(agreement['mean_kendalls_w'])} "
                          f"over {agreement.get('questions')} questions")
         lines.append("")
+    if judge_check:
+        lines += ["## Judge check (answers of known quality)", "", *judge_check, ""]
     return "\n".join(lines)
+
+
+def _order_effects(bias: dict[str, Any]) -> str:
+    """How far the shown order swayed a judge, in words (see :func:`raq.judge_quality.position_bias`)."""
+    if bias.get("protocol") == "pairwise":
+        return (f"first-shown answer won {_fmt(bias.get('first_shown_win_rate'))} of comparisons (chance 0.5); "
+                f"both orders of a pair named the same winner in {_fmt(bias.get('pair_consistency'))} of pairs")
+    if bias.get("note") == POINTWISE_NOTE:
+        return f"pointwise: {POINTWISE_NOTE}"
+    return (f"first-shown answer won {_fmt(bias.get('first_position_win_rate'))} (chance {_fmt(bias.get('chance'))}); "
+            f"winner changed with order in {_fmt(bias.get('winner_flip_rate'))} of questions judged in several orders")
 
 
 def _has_tabulate() -> bool:
@@ -115,7 +131,8 @@ def write_report(run_path: Path, manifest: dict[str, Any], table: pd.DataFrame, 
     summary.to_csv(paths["summary"])
     paths["stats"].write_text(json.dumps(stats, indent=2, allow_nan=False), encoding="utf-8")
     _write_figure(paths["figure"], table, model_order, stats, seed)
-    paths["markdown"].write_text(summary_markdown(manifest, summary, stats), encoding="utf-8")
+    markdown = summary_markdown(manifest, summary, stats, summary_lines(run_path))
+    paths["markdown"].write_text(markdown, encoding="utf-8")
     return paths
 
 

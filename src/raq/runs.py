@@ -32,9 +32,13 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k.split(".")[0] not in NEUTRAL_KEYS)
 
 
+def stamp() -> str:
+    """The current local time as it names run directories: ``YYYYmmdd-HHMMSS``."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def new_run_path(config: RunConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.out_dir) / f"{config.name}-{stamp}"
+    return Path(config.out_dir) / f"{config.name}-{stamp()}"
 
 
 def stored_config(run: RunDir) -> dict[str, Any]:

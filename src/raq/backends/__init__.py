@@ -10,6 +10,7 @@ Importing this package is light: llama_cpp and openai load only when a backend i
 """
 
 from .base import Backend, Completion, Message, PromptTooLong, Request, Sampling
-from .fake import FakeBackend
+from .fake import FakeBackend, FakeBackends, ScriptedReply
 
-__all__ = ["Backend", "Completion", "FakeBackend", "Message", "PromptTooLong", "Request", "Sampling"]
+__all__ = ["Backend", "Completion", "FakeBackend", "FakeBackends", "Message", "PromptTooLong", "Request", "Sampling",
+           "ScriptedReply"]

@@ -2,14 +2,16 @@
 OpenAI-compatible server, a local server process, the test fake) takes and gives back.
 
 A :class:`Request` is chat ``messages`` (the backend applies the chat template) or a finished
-``prompt``; a :class:`Completion` is the text with its token counts, finish reason and timings.
-Generators and judges talk only to :class:`Backend`, never to an implementation.
+``prompt``; a :class:`Completion` is the text with its token counts, finish reason and timings
+(and, when asked for, the most likely tokens at every step). Generators and judges talk only to
+:class:`Backend`, never to an implementation.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,6 +24,8 @@ Message = dict[str, str]
 TEMPLATE_GGUF = "gguf"
 TEMPLATE_CONFIG = "config"
 TEMPLATE_SERVER = "server"
+#: The most alternatives per token a request may ask for (OpenAI's ``top_logprobs`` limit).
+MAX_LOGPROBS = 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,12 @@ class Request:
     tokens as text). ``schema`` asks for a reply that is JSON following that schema
     (structured output); ``tool`` asks for a call of that OpenAI function definition, whose
     arguments are the reply text. ``stop`` strings end the reply once it has begun.
+
+    ``logprobs`` (0 to :data:`MAX_LOGPROBS`) asks for that many most likely tokens at every
+    generated position (:attr:`Completion.top_logprobs`). ``choices`` asks for a reply that is
+    exactly one of these strings: in-process llama.cpp enforces it with a grammar; an
+    OpenAI-compatible endpoint gets no constraint (there is no portable one), so the caller
+    parses the reply. ``choices`` excludes ``schema`` and ``tool``.
     """
 
     messages: tuple[Message, ...] | None = None
@@ -55,12 +65,20 @@ class Request:
     special: bool = False
     schema: dict[str, Any] | None = None
     tool: dict[str, Any] | None = None
+    logprobs: int = 0
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("a Request has exactly one of 'messages' or 'prompt'")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        if isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int) \
+                or not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise ValueError(f"logprobs must be an integer from 0 to {MAX_LOGPROBS}")
+        object.__setattr__(self, "choices", check_choices(self.choices))
+        if self.choices and (self.schema is not None or self.tool is not None):
+            raise ValueError("choices cannot be combined with a schema or a tool")
 
     @classmethod
     def chat(cls, messages: Sequence[Message], **settings: Any) -> "Request":
@@ -75,11 +93,29 @@ class Request:
         return json.dumps(list(self.messages or ()), ensure_ascii=False)
 
 
+def check_choices(choices: Iterable[str]) -> tuple[str, ...]:
+    """``choices`` as a tuple, refused unless every one is a distinct non-empty string."""
+    if isinstance(choices, str):
+        raise ValueError("choices must be a sequence of strings, not one string")
+    given = tuple(choices)
+    if any(not isinstance(c, str) or not c for c in given):
+        raise ValueError("every choice must be a non-empty string")
+    if len(set(given)) != len(given):
+        raise ValueError("choices must be distinct")
+    return given
+
+
 @dataclass
 class Completion:
     """What one request produced and cost. ``prompt_tokens`` is None when a server did not
     report it; ``counters`` holds the backend's own figures (llama.cpp's perf counters, the
-    base URL that answered, batched-decoding shares)."""
+    base URL that answered, batched-decoding shares).
+
+    ``top_logprobs`` has one entry per generated token, in order, when the request asked for
+    ``logprobs``: the most likely tokens' text -> natural-log probability, from the model's
+    full distribution before any grammar or sampler (tokens with the same text merged, see
+    :func:`merge_alternatives`). It is empty when not asked for or when the backend could not
+    give them (a server that refuses logprobs)."""
 
     text: str
     prompt_tokens: int | None
@@ -88,6 +124,21 @@ class Completion:
     total_s: float
     finish_reason: str
     counters: dict[str, Any] = field(default_factory=dict)
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+
+
+def merge_alternatives(pairs: Iterable[tuple[str, float]], n: int) -> dict[str, float]:
+    """The ``n`` most likely texts of one position from ``(text, logprob)`` pairs, most likely
+    first; pairs with the same text are one alternative (their probabilities added:
+    log-sum-exp)."""
+    merged: dict[str, float] = {}
+    for text, logprob in pairs:
+        if text in merged:
+            high, low = max(merged[text], logprob), min(merged[text], logprob)
+            logprob = high + math.log1p(math.exp(low - high)) if low > -math.inf else high
+        merged[text] = float(logprob)
+    ranked = sorted(merged.items(), key=lambda item: item[1], reverse=True)[:n]
+    return dict(ranked)
 
 
 class PromptTooLong(BackendError):

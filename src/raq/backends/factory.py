@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from ..config import GenerationConfig, JudgeConfig, ModelConfig
+from ..config import SCORING_PROTOCOLS, GenerationConfig, JudgeConfig, ModelConfig
 from ..errors import ConfigError
 from .base import Backend
 from .openai_http import NO_KEY, OpenAIBackend
@@ -65,7 +65,8 @@ class BackendFactory:
 
     def judge(self, judge: JudgeConfig, path: Path | None, log_path: Path) -> Backend:
         """A local GGUF judge in-process or behind a llama.cpp server raq starts (its log at
-        ``log_path``); a remote judge through the OpenAI-compatible client, checked."""
+        ``log_path``; for the scoring protocols with every token's logits kept, which its
+        log-probabilities need); a remote judge through the OpenAI-compatible client, checked."""
         if judge.base_url:
             backend = remote_judge(judge)
             backend.check()
@@ -81,4 +82,5 @@ class BackendFactory:
 
         return LocalServerBackend(path, judge.id, n_ctx=judge.n_ctx, n_threads=judge.n_threads,
                                   n_gpu_layers=judge.n_gpu_layers, seed=judge.seed, log_path=log_path,
-                                  timeout_s=judge.timeout_s, max_in_flight=judge.max_in_flight)
+                                  timeout_s=judge.timeout_s, max_in_flight=judge.max_in_flight,
+                                  logits_all=judge.protocol in SCORING_PROTOCOLS)

@@ -6,6 +6,10 @@ Token counts are whitespace-separated words of the rendered prompt and of the re
 longer than ``max_tokens`` words is cut there (finish reason ``length``). Timings are
 ``prompt_s_per_token`` per prompt token to the first token and ``s_per_token`` per generated
 token after it, reported, not slept.
+
+Log-probabilities: a request with ``logprobs`` gets ``{word: 0.0}`` for every generated word of a
+text reply, or the ``top_logprobs`` of a :class:`ScriptedReply` (cut to the generated words);
+a request without gets none.
 """
 
 from __future__ import annotations
@@ -13,17 +17,35 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .base import TEMPLATE_GGUF, Completion, PromptTooLong, Request
 
-#: A scripted reply: text, an exception to raise, or a function of the request.
-Reply = str | BaseException | Callable[[Request], str]
+__all__ = ["FakeBackend", "FakeBackends", "Reply", "ScriptedReply", "default_reply"]
+
+
+@dataclass(frozen=True)
+class ScriptedReply:
+    """A reply with its log-probabilities: one ``{token text: logprob}`` dict per generated
+    token (for the fake, per whitespace-separated word), returned when the request asks for
+    ``logprobs``."""
+
+    text: str
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+
+
+#: A scripted reply: text, text with log-probabilities, an exception to raise, or a function of
+#: the request.
+Reply = str | ScriptedReply | BaseException | Callable[[Request], "str | ScriptedReply"]
 
 
 def default_reply(request: Request) -> str:
-    """A valid reply to any request: a ranking in the shown order for a ranking schema, the
-    first IDs for the reference study's rank tool, else the first words of the last message."""
+    """A valid reply to any request: the first choice for a request with ``choices``, a ranking
+    in the shown order for a ranking schema, the first IDs for the reference study's rank tool,
+    else the first words of the last message."""
+    if request.choices:
+        return request.choices[0]
     if request.schema is not None:
         labels = request.schema.get("properties", {}).get("ranking", {}).get("items", {}).get("enum")
         if labels:
@@ -39,7 +61,8 @@ class FakeBackend:
     """Replies from ``replies`` (used in turn; ``default`` once they run out), recording every
     request in ``requests``."""
 
-    def __init__(self, replies: Iterable[Reply] = (), *, default: Callable[[Request], str] = default_reply,
+    def __init__(self, replies: Iterable[Reply] = (), *,
+                 default: Callable[[Request], "str | ScriptedReply"] = default_reply,
                  n_ctx: int | None = 2048, capacity: int = 1, chat_template_source: str | None = TEMPLATE_GGUF,
                  prompt_s_per_token: float = 0.001, s_per_token: float = 0.01, name: str = "fake") -> None:
         self.replies: list[Reply] = list(replies)
@@ -72,7 +95,8 @@ class FakeBackend:
             reply = self.replies.pop(0) if self.replies else self.default
         if isinstance(reply, BaseException):
             raise reply
-        text = reply if isinstance(reply, str) else reply(request)
+        scripted = reply if isinstance(reply, (str, ScriptedReply)) else reply(request)
+        text = scripted.text if isinstance(scripted, ScriptedReply) else scripted
         words = text.split()
         limit = request.max_tokens
         if self.n_ctx is not None:
@@ -82,9 +106,13 @@ class FakeBackend:
             text, finish = " ".join(words[:limit]), "length"
         generated = min(len(words), limit)
         ttft = prompt_tokens * self.prompt_s_per_token
+        alternatives: list[dict[str, float]] = []
+        if request.logprobs:
+            alternatives = ([dict(d) for d in scripted.top_logprobs[:generated]] if isinstance(scripted, ScriptedReply)
+                            else [{word: 0.0} for word in words[:generated]])
         return Completion(text=text, prompt_tokens=prompt_tokens, generated_tokens=generated, ttft_s=ttft,
                           total_s=ttft + max(generated - 1, 0) * self.s_per_token, finish_reason=finish,
-                          counters={"backend": self.name})
+                          counters={"backend": self.name}, top_logprobs=alternatives)
 
     def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         for index, request in enumerate(requests):

@@ -12,7 +12,9 @@ llama-cpp-python's server does. With ``n_parallel > 1`` the backend also owns a
 requests together.
 
 Structured output (a request's ``schema`` or ``tool``) is decoded under a llama.cpp grammar
-built as llama-cpp-python's server builds it, in the sampler chain its ``Llama`` builds.
+built as llama-cpp-python's server builds it, in the sampler chain its ``Llama`` builds; a
+request's ``choices`` under a grammar of those alternatives. A request's ``logprobs`` are read
+from each step's raw logits (before the grammar and the sampler).
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from ..errors import BackendError
 from .base import TEMPLATE_CONFIG, TEMPLATE_GGUF, Completion, PromptTooLong, Request, complete_each
 from .llama_batched import BatchedDecoder
 from .llama_decode import SequenceDecode
-from .llama_native import NativeBatch, greedy_token, is_plain_greedy, make_sampler, quiet, schema_grammar
+from .llama_native import (
+    NativeBatch,
+    choices_grammar,
+    greedy_token,
+    is_plain_greedy,
+    make_sampler,
+    quiet,
+    schema_grammar,
+    top_logprobs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +154,10 @@ class LlamaBackend:
     def grammar(request: Request) -> str | None:
         """The GBNF grammar that constrains the reply, or None: a ``tool`` request's reply is the
         JSON arguments of its function (its ``parameters`` schema; the tool wins over ``schema``,
-        as on the server), a ``schema`` request's reply JSON following that schema."""
+        as on the server), a ``schema`` request's reply JSON following that schema, a
+        ``choices`` request's reply exactly one of them."""
+        if request.choices:
+            return choices_grammar(request.choices)
         if request.tool is not None:
             return schema_grammar(request.tool["function"]["parameters"])
         if request.schema is not None:
@@ -171,7 +185,8 @@ class LlamaBackend:
         picks, without copying the vocabulary into a candidate array); other settings, and every
         grammar, use the native sampler chain that ``Llama.generate`` builds, seeded with
         ``request.seed``. Text, token counts and finish reasons equal ``Llama.generate``'s
-        (``tests/test_llama_backend.py``).
+        (``tests/test_llama_backend.py``). With ``request.logprobs`` every step's raw logits
+        also give the most likely tokens (:func:`~raq.backends.llama_native.top_logprobs`).
         """
         lib, ctx, vocab, llm = self.lib, self.ctx, self.vocab, self.llm
         tokens = self.prompt_tokens(request)
@@ -183,7 +198,7 @@ class LlamaBackend:
         lib.llama_perf_context_reset(ctx)
         if self._batch is None:
             self._batch = NativeBatch(lib, self.n_batch)
-        batch, n_vocab = self._batch, self.n_vocab
+        batch, n_vocab, n_logprobs = self._batch, self.n_vocab, request.logprobs
         sampler = self.sampler(request)
         try:
             start = time.perf_counter()
@@ -197,9 +212,11 @@ class LlamaBackend:
             c_batch.n_tokens = 1
             n_past = len(tokens)
             while True:
+                alternatives = (top_logprobs(lib, ctx, -1, n_vocab, n_logprobs, vocab, self._piece_buf)
+                                if n_logprobs else None)
                 token = greedy_token(lib, ctx, -1, n_vocab) if sampler is None else lib.llama_sampler_sample(
                     sampler, ctx, -1)
-                if seq.step(token):
+                if seq.step(token, alternatives):
                     break
                 token_arr[0], pos_arr[0] = token, n_past
                 n_past += 1

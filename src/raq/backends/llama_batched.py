@@ -20,7 +20,8 @@ the time goes to generation; ``benchmarks/README.md`` has measured figures.
 * Plain greedy decoding (temperature 0, no repeat penalty, no grammar) takes the argmax of each
   sequence's logits; other settings give each sequence its own native sampler chain
   (:meth:`LlamaBackend.sampler`: ``Llama.generate``'s chain, seeded with the request's seed).
-  Every request keeps its own sampling, stops, grammar and limit.
+  Every request keeps its own sampling, stops, grammar (a schema, a tool or choices), limit and
+  ``logprobs`` (read from its own logits row of each step, as the single-sequence path does).
 * By default every sequence has its own KV-cache stream (``kv_unified=False``), laid out as in
   a single-sequence context; with it, greedy answers matched single-sequence greedy answers for
   24 of 24 SQuAD questions on Qwen2.5-0.5B. ``kv_unified=True`` shares one pool of cells (the
@@ -60,7 +61,7 @@ from typing import Any, Protocol
 from ..errors import BackendError
 from .base import Completion, PromptTooLong, Request
 from .llama_decode import BatchCall, BatchSeq, SequenceDecode
-from .llama_native import NativeBatch, greedy_token, new_context
+from .llama_native import NativeBatch, greedy_token, new_context, top_logprobs
 
 #: The shared prefix is cut to a multiple of this many tokens. llama.cpp's CPU matrix kernels
 #: work on groups of rows (4 for the repacked Q4_K/Q4_0 kernels) and leftover rows take another
@@ -290,9 +291,11 @@ class BatchedDecoder:
         """Sample the next token of every sequence with logits in the step; retire finished ones."""
         lib, ctx, n_vocab = self._lib, self._ctx, self._n_vocab
         for idx, s in call.outputs:
+            n = s.request.logprobs
+            alternatives = top_logprobs(lib, ctx, idx, n_vocab, n, self._vocab, self._piece) if n else None
             token = (greedy_token(lib, ctx, idx, n_vocab) if s.sampler is None
                      else lib.llama_sampler_sample(s.sampler, ctx, idx))
-            if s.decode.step(token):
+            if s.decode.step(token, alternatives):
                 self._retire(call, s)
 
     def _retire(self, call: BatchCall, s: BatchSeq) -> None:

@@ -18,11 +18,12 @@ from .llama_native import stop_cut, token_piece
 
 class SequenceDecode:
     """The generated tokens and text bytes of one sequence, its token ``limit`` and ``stop``
-    strings, the time to its first token (from ``start``, a ``time.perf_counter()`` value), and
-    how it finished (``finish``; ``cut``: where a stop string begins in the text)."""
+    strings, the time to its first token (from ``start``, a ``time.perf_counter()`` value), how
+    it finished (``finish``; ``cut``: where a stop string begins in the text), and the most likely
+    tokens of every kept step when the request asked for them (``top_logprobs``)."""
 
     __slots__ = ("_lib", "_piece", "_vocab", "cut", "finish", "generated", "limit", "start", "stop",
-                 "text_bytes", "ttft")
+                 "text_bytes", "top_logprobs", "ttft")
 
     def __init__(self, lib: Any, vocab: Any, piece_buf: Any, *, limit: int, stop: Sequence[str],
                  start: float) -> None:
@@ -35,11 +36,13 @@ class SequenceDecode:
         self.ttft: float | None = None
         self.finish: str | None = None
         self.cut: int | None = None
+        self.top_logprobs: list[dict[str, float]] = []
 
-    def step(self, token: int) -> bool:
-        """Take the next sampled ``token``; True when the sequence is finished: an
-        end-of-generation token ("stop", the token is not kept), a stop string ("stop"), or the
-        token limit ("length")."""
+    def step(self, token: int, alternatives: dict[str, float] | None = None) -> bool:
+        """Take the next sampled ``token`` (with ``alternatives``, the most likely tokens of its
+        step, when they were asked for); True when the sequence is finished: an
+        end-of-generation token ("stop", the token and its alternatives are not kept), a stop
+        string ("stop"), or the token limit ("length")."""
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.start
         lib = self._lib
@@ -48,6 +51,8 @@ class SequenceDecode:
             return True
         self.text_bytes += token_piece(lib, self._vocab, token, self._piece)
         self.generated.append(token)
+        if alternatives is not None:
+            self.top_logprobs.append(alternatives)
         if self.stop:  # stops count only once the answer has begun (leading whitespace skipped)
             self.cut = stop_cut(self.text_bytes, self.stop)
             if self.cut is not None:
@@ -71,7 +76,8 @@ class SequenceDecode:
         """The :class:`Completion` of the finished sequence (``total_s``: its whole time)."""
         return Completion(text=self.text(), prompt_tokens=prompt_tokens, generated_tokens=len(self.generated),
                           ttft_s=self.ttft if self.ttft is not None else total_s, total_s=total_s,
-                          finish_reason=self.finish or "length", counters=counters)
+                          finish_reason=self.finish or "length", counters=counters,
+                          top_logprobs=self.top_logprobs)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Thin helpers over llama.cpp's low-level C API (through llama-cpp-python's ctypes bindings)
 that raq's decoding loops share: a reusable ``llama_batch``, native sampler chains (with an
-optional grammar), the greedy pick, token pieces, stop strings, and quiet model/context creation."""
+optional grammar), the greedy pick, the most likely tokens with their log-probabilities, token
+pieces, stop strings, and quiet model/context creation."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
-from .base import Sampling
+from .base import Sampling, merge_alternatives
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,25 @@ def schema_grammar(schema: dict[str, Any]) -> str:
     return _gbnf(json.dumps(schema))
 
 
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal: quotes and backslashes escaped, control characters
+    written as ``\\xHH`` (everything else is taken as UTF-8 by llama.cpp's grammar parser)."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def choices_grammar(choices: Sequence[str]) -> str:
+    """The GBNF grammar of a reply that is exactly one of ``choices``."""
+    return f"{GRAMMAR_ROOT} ::= " + " | ".join(gbnf_literal(choice) for choice in choices)
+
+
 def make_sampler(lib: Any, sampling: Sampling, seed: int, n_vocab: int, *, grammar: str | None = None,
                  vocab: Any = None) -> Any:
     """A native sampler chain equivalent to the one ``Llama.generate`` builds (without the
@@ -105,7 +125,7 @@ def make_sampler(lib: Any, sampling: Sampling, seed: int, n_vocab: int, *, gramm
         stage = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), GRAMMAR_ROOT.encode("utf-8"))
         if stage is None:
             lib.llama_sampler_free(chain)
-            raise BackendError("llama.cpp could not parse the grammar of the requested JSON schema")
+            raise BackendError("llama.cpp could not parse the grammar of the request (its JSON schema or choices)")
         add(stage)
     if sampling.temperature < 0.0:
         add(lib.llama_sampler_init_dist(seed))
@@ -134,6 +154,23 @@ def greedy_token(lib: Any, ctx: Any, idx: int, n_vocab: int) -> int:
     if not logits:
         raise BackendError(f"no logits for output {idx}")
     return int(np.ctypeslib.as_array(logits, shape=(n_vocab,)).argmax())
+
+
+def top_logprobs(lib: Any, ctx: Any, idx: int, n_vocab: int, n: int, vocab: Any, buf: Any) -> dict[str, float]:
+    """The ``n`` most likely tokens of output ``idx``'s raw logits (before any grammar or
+    sampler) as text -> natural-log probability, most likely first: a log-softmax in float64,
+    the texts as :func:`token_piece` gives them (bytes that are not whole UTF-8 characters
+    become U+FFFD), tokens with the same text merged (:func:`merge_alternatives`)."""
+    logits = lib.llama_get_logits_ith(ctx, idx)
+    if not logits:
+        raise BackendError(f"no logits for output {idx}")
+    row = np.ctypeslib.as_array(logits, shape=(n_vocab,)).astype(np.float64)
+    top = np.argpartition(row, n_vocab - n)[n_vocab - n:] if n < n_vocab else np.arange(n_vocab)
+    high = row.max()
+    log_total = high + np.log(np.exp(row - high).sum())
+    pairs = ((token_piece(lib, vocab, int(token), buf).decode("utf-8", errors="replace"),
+              float(row[token] - log_total)) for token in top)
+    return merge_alternatives(pairs, n)
 
 
 class NativeBatch:

@@ -42,14 +42,19 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """``with LocalServer(...) as server:`` serves one GGUF at ``server.base_url``."""
+    """``with LocalServer(...) as server:`` serves one GGUF at ``server.base_url``.
+
+    ``logits_all=True`` keeps the logits of every token, which the server needs to give
+    logprobs (it refuses requests for them otherwise); it costs memory (``n_ctx`` x the
+    vocabulary in floats) and some prompt speed, so it is off by default."""
 
     def __init__(self, gguf: str | Path, alias: str, *, n_ctx: int = 4096, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int = 0, log_path: str | Path | None = None,
-                 start_timeout_s: float = 180.0) -> None:
+                 start_timeout_s: float = 180.0, logits_all: bool = False) -> None:
         self.gguf = Path(gguf)
         self.alias = alias
         self.n_ctx, self.n_threads, self.n_gpu_layers, self.seed = n_ctx, n_threads, n_gpu_layers, seed
+        self.logits_all = logits_all
         self.log_path = Path(log_path) if log_path else None
         self.start_timeout_s = start_timeout_s
         self.port = 0
@@ -65,7 +70,7 @@ class LocalServer:
                 "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
                 "--n_ctx", str(self.n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
                 "--n_gpu_layers", str(self.n_gpu_layers), "--seed", str(self.seed),
-                "--logits_all", "false", "--verbose", "false"]
+                "--logits_all", "true" if self.logits_all else "false", "--verbose", "false"]
 
     def start(self) -> "LocalServer":
         self.port = free_port()
@@ -129,15 +134,15 @@ class LocalServer:
 class LocalServerBackend:
     """A GGUF served by a :class:`LocalServer` that this backend starts and stops; requests go
     through the shared OpenAI-compatible client (structured output as llama.cpp's JSON object
-    with a schema)."""
+    with a schema; logprobs only with ``logits_all``, see :class:`LocalServer`)."""
 
     chat_template_source: str | None = TEMPLATE_SERVER
 
     def __init__(self, gguf: str | Path, alias: str, *, n_ctx: int = 4096, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int = 0, log_path: str | Path | None = None,
-                 timeout_s: float = 300.0, max_in_flight: int = 1) -> None:
+                 timeout_s: float = 300.0, max_in_flight: int = 1, logits_all: bool = False) -> None:
         self.server = LocalServer(gguf, alias, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                                  seed=seed, log_path=log_path).start()
+                                  seed=seed, log_path=log_path, logits_all=logits_all).start()
         try:
             self.http = OpenAIBackend([self.server.base_url], alias, max_in_flight=max_in_flight,
                                       timeout_s=timeout_s, structured="json_object")
@@ -169,7 +174,8 @@ class LocalServerBackend:
 
     def info(self) -> dict[str, Any]:
         return {**self.http.info(), "backend": "llama.cpp server", "gguf": str(self.server.gguf),
-                "pid": self.pid, "n_ctx": self.n_ctx, "n_gpu_layers": self.server.n_gpu_layers}
+                "pid": self.pid, "n_ctx": self.n_ctx, "n_gpu_layers": self.server.n_gpu_layers,
+                "logits_all": self.server.logits_all}
 
     def close(self) -> None:
         try:

@@ -6,6 +6,16 @@ streamed, so time to first token is measured here too (a tool call is asked for 
 streaming). Token counts come from the server's usage report when it sends one, else from the
 number of streamed chunks (recorded in counters). Contestants and judges share this one client:
 retries, key redaction, the structured-output fallback and the served-model check live here.
+
+A request's ``logprobs`` are asked for as the API asks (chat: ``logprobs`` and ``top_logprobs``;
+completions: ``logprobs``) and read from the stream or the whole reply. Whether a server gives
+them is learnt from the first request that asks: it is sent whole (not streamed) and without
+retries, so that a refusal is a plain error at once (llama-cpp-python's server answers 500
+"logprobs is not supported ..." when its model has no ``logits_all``; streamed, it breaks the
+stream before its first chunk, which is taken as the same refusal). After a refusal, or a reply
+without them, logprobs are no longer asked for (from any of the backend's base URLs) and
+completions have empty ``top_logprobs``. A request's ``choices`` send nothing: there is no
+portable constraint, so the caller parses the reply.
 """
 
 from __future__ import annotations
@@ -13,13 +23,14 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, redact
-from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request
+from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request, merge_alternatives
 
 if TYPE_CHECKING:  # pragma: no cover
     from openai import OpenAI
@@ -36,6 +47,11 @@ STRUCTURED = ("json_schema", "json_object", "text")
 NO_KEY = "not-needed"
 
 
+class EmptyStream(BackendError):
+    """A stream that asked for logprobs ended before its first chunk: how llama-cpp-python's
+    server refuses them in a stream."""
+
+
 def make_client(base_url: str, api_key: str, timeout_s: float) -> "OpenAI":
     """The one OpenAI client raq uses: a bounded timeout and four retries with backoff."""
     from openai import OpenAI
@@ -48,6 +64,23 @@ def require_served(base_url: str, served: Sequence[str], model: str) -> None:
     servers answer any name with their default model)."""
     if served and model not in served:
         raise BackendError(f"{base_url} does not serve {model!r} (it serves {list(served)})")
+
+
+def chat_alternatives(logprobs: Any, n: int) -> list[dict[str, float]]:
+    """The most likely tokens of every position of a chat reply's (or chunk's) ``logprobs``: each
+    entry's ``top_logprobs`` (its own token when it has none), merged by text."""
+    return [merge_alternatives(((top.token, top.logprob) for top in (entry.top_logprobs or [entry])), n)
+            for entry in (getattr(logprobs, "content", None) or [])]
+
+
+def completion_alternatives(logprobs: Any, n: int) -> list[dict[str, float]]:
+    """The most likely tokens of every position of a completion's (or chunk's) ``logprobs``."""
+    return [merge_alternatives((top or {}).items(), n) for top in (getattr(logprobs, "top_logprobs", None) or [])]
+
+
+def asked_logprobs(body: dict[str, Any]) -> int:
+    """How many alternatives per token a request body asks for (0: none)."""
+    return int(body.get("top_logprobs") or body.get("logprobs") or 0) if "logprobs" in body else 0
 
 
 def short_error(error: BaseException, secret: str = "") -> str:
@@ -78,6 +111,8 @@ class OpenAIBackend:
         self.capacity = max_in_flight * len(self.clients)
         self.structured = structured
         self.send_extras = True
+        self.send_logprobs: bool | None = None  # None: not known until a request asks for them
+        self._logprobs_lock = threading.Lock()
         self.requests_per_url = [0] * len(self.clients)
         self._secret = api_key
 
@@ -126,7 +161,8 @@ class OpenAIBackend:
 
     def info(self) -> dict[str, Any]:
         return {"backend": "openai-compatible", "base_urls": self.base_urls, "model": self.model,
-                "capacity": self.capacity, "structured_output": self.structured}
+                "capacity": self.capacity, "structured_output": self.structured,
+                "logprobs_served": self.send_logprobs}
 
     def close(self) -> None:
         for client in self.clients:
@@ -173,21 +209,55 @@ class OpenAIBackend:
         elif request.schema is not None and self.structured == "json_schema":
             named = {"name": request.schema.get("title", "reply"), "schema": request.schema}
             body["response_format"] = {"type": "json_schema", "json_schema": named}
-        if request.tool is None:
+        if request.logprobs and self.send_logprobs is not False:
+            body["logprobs"] = True if request.is_chat else request.logprobs
+            if request.is_chat:
+                body["top_logprobs"] = request.logprobs
+        if request.tool is None and not self._probing(body):
             body.update(stream=True, stream_options={"include_usage": True})
         return body
 
-    def _complete_on(self, client: "OpenAI", request: Request) -> Completion:
+    def _probing(self, body: dict[str, Any]) -> bool:
+        """Whether ``body`` asks for logprobs of a server not yet known to give them."""
+        return "logprobs" in body and self.send_logprobs is None
+
+    def _learn_logprobs(self, client: "OpenAI", served: bool, error: Exception | None = None) -> None:
+        """Record whether the server gives logprobs, from its first reply that tells or from a
+        refusal (``error``, which always stops them); logged once when it does not."""
+        with self._logprobs_lock:
+            if self.send_logprobs is False or (self.send_logprobs is not None and error is None):
+                return
+            self.send_logprobs = served
+        if not served:
+            reason = short_error(error, self._secret) if error is not None else "its reply had none"
+            log.info("%s does not give logprobs (%s): asking for none", client.base_url, reason)
+
+    def _complete_on(self, client: "OpenAI", request: Request, first: bool = True) -> Completion:
+        """``request`` on ``client``; ``first`` False repeats a logprobs probe that failed for
+        another reason, now with the client's retries."""
         import openai
 
         body = self._body(request)
+        probing = self._probing(body)
         start = time.perf_counter()
         try:
             if body.get("stream"):
                 return self._stream(client, body, start)
-            return self._whole(client, body, start)
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as error:  # 422: llama.cpp's server
+            return self._whole(client.with_options(max_retries=0) if probing and first else client, body, start)
+        except EmptyStream as error:
+            self._learn_logprobs(client, False, error)
+            return self._complete_on(client, request)
+        except openai.APIError as error:
             text = str(error).lower()
+            if "logprobs" in body and isinstance(error, openai.APIStatusError) and "logprobs" in text:
+                self._learn_logprobs(client, False, error)
+                return self._complete_on(client, request)
+            refused = isinstance(error, (openai.BadRequestError, openai.UnprocessableEntityError))  # 422: llama.cpp
+            if probing and first and not refused:
+                return self._complete_on(client, request, first=False)
+            if not refused:
+                raise BackendError(f"{client.base_url} failed for {self.model!r}: "
+                                   f"{short_error(error, self._secret)}") from None
             if self.send_extras and any(name in text for name in EXTRA_PARAMETERS):
                 self.send_extras = False
                 return self._complete_on(client, request)
@@ -200,20 +270,20 @@ class OpenAIBackend:
                 return self._complete_on(client, request)
             raise BackendError(f"{client.base_url} refused the request for {self.model!r}: "
                                f"{short_error(error, self._secret)}") from None
-        except openai.APIError as error:
-            raise BackendError(f"{client.base_url} failed for {self.model!r}: "
-                               f"{short_error(error, self._secret)}") from None
 
     def _stream(self, client: "OpenAI", body: dict[str, Any], start: float) -> Completion:
-        chat = "messages" in body
+        chat, n = "messages" in body, asked_logprobs(body)
         create = client.chat.completions.create if chat else client.completions.create
         pieces: list[str] = []
-        chunks, ttft, finish, usage = 0, None, "length", None
+        alternatives: list[dict[str, float]] = []
+        chunks, ttft, finish, usage, seen = 0, None, "length", None, False
         for chunk in create(**body):
-            usage = chunk.usage or usage
+            usage, seen = chunk.usage or usage, True
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
+            if n and choice.logprobs is not None:
+                alternatives += (chat_alternatives if chat else completion_alternatives)(choice.logprobs, n)
             piece = choice.delta.content if chat else choice.text
             if piece:
                 if ttft is None:
@@ -221,17 +291,32 @@ class OpenAIBackend:
                 pieces.append(piece)
                 chunks += 1
             finish = choice.finish_reason or finish
-        return self._completion(client, "".join(pieces), usage, chunks, ttft, finish, start)
+        if not seen and "logprobs" in body:
+            raise EmptyStream("the stream ended before its first chunk")
+        return self._completion(client, "".join(pieces), usage, chunks, ttft, finish, start, alternatives)
 
     def _whole(self, client: "OpenAI", body: dict[str, Any], start: float) -> Completion:
-        response = client.chat.completions.create(**body)
-        choice = response.choices[0]
-        message = choice.message
-        text = (message.tool_calls[0].function.arguments or "") if message.tool_calls else (message.content or "")
-        return self._completion(client, text, response.usage, None, None, choice.finish_reason or "stop", start)
+        """A reply not streamed: a tool call, or the first request that asks for logprobs."""
+        n, tool_call = asked_logprobs(body), False
+        if "messages" in body:
+            response: Any = client.chat.completions.create(**body)
+            choice = response.choices[0]
+            message = choice.message
+            tool_call = bool(message.tool_calls)
+            text = (message.tool_calls[0].function.arguments or "") if tool_call else (message.content or "")
+            alternatives = chat_alternatives(choice.logprobs, n) if n else []
+        else:
+            response = client.completions.create(**body)
+            choice = response.choices[0]
+            text = choice.text or ""
+            alternatives = completion_alternatives(choice.logprobs, n) if n else []
+        if n and (alternatives or (text and not tool_call)):  # a tool call may come without them
+            self._learn_logprobs(client, bool(alternatives))
+        return self._completion(client, text, response.usage, None, None, choice.finish_reason or "stop", start,
+                                alternatives)
 
     def _completion(self, client: "OpenAI", text: str, usage: Any, chunks: int | None, ttft: float | None,
-                    finish: str, start: float) -> Completion:
+                    finish: str, start: float, alternatives: list[dict[str, float]]) -> Completion:
         total = time.perf_counter() - start
         counters: dict[str, Any] = {"base_url": str(client.base_url)}
         if usage is not None:
@@ -242,5 +327,5 @@ class OpenAIBackend:
             counters["token_counts"] = "stream chunks"
         return Completion(text=text, prompt_tokens=prompt_tokens, generated_tokens=generated,
                           ttft_s=ttft if ttft is not None else total, total_s=total, finish_reason=finish,
-                          counters=counters)
+                          counters=counters, top_logprobs=alternatives)
 

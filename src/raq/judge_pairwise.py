@@ -1,0 +1,97 @@
+"""The pairwise protocol: the judge compares every pair of answers, in both orders, against the
+question and the references (and the context excerpt with ``show_context``), and the
+comparisons are combined into a ranking by Copeland's rule.
+
+Where the backend gives log-probabilities, a pair is won by the answer the judge prefers with a
+mean probability over the two orders above one half (so that a preference for a position
+cancels out); else by the answer both orders chose, and a pair whose two orders disagree (the
+judge followed the position, not the answers) is a tie. An answer's score is its wins plus half
+its ties; ranks come from the scores, equal scores sharing the mean rank. Each comparison's reply,
+its choice and, where the backend gives log-probabilities, the two letters' probabilities are
+kept in the judgement's ``details``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import prompts
+from .backends.base import Backend
+from .config import JudgeConfig
+from .judge import ChoiceAsker, judge_sampling, ranks_from_scores
+from .records import Judgement, Question
+
+LABELS = ("A", "B")
+
+
+def copeland_scores(model_ids: Sequence[str], winners: Mapping[tuple[str, str], str],
+                    first_preferred: Mapping[tuple[str, str], float] | None = None) -> dict[str, float]:
+    """Wins plus half the ties of each model. ``winners`` maps each shown pair (first, second) to
+    the model chosen; ``first_preferred``, when given for every shown pair, the probability that
+    the first was preferred, and decides instead (mean over both orders; one half is a tie). A
+    pair missing an order counts for neither model."""
+    scores = dict.fromkeys(model_ids, 0.0)
+    for a, b in itertools.combinations(model_ids, 2):
+        if (a, b) not in winners or (b, a) not in winners:
+            continue
+        if first_preferred:
+            p = (first_preferred[(a, b)] + 1.0 - first_preferred[(b, a)]) / 2
+            winner = a if p > 0.5 else b if p < 0.5 else None
+        else:
+            winner = winners[(a, b)] if winners[(a, b)] == winners[(b, a)] else None
+        if winner is None:
+            scores[a] += 0.5
+            scores[b] += 0.5
+        else:
+            scores[winner] += 1.0
+    return scores
+
+
+class PairwiseJudge:
+    """Compares every ordered pair of a question's answers (see the module docstring)."""
+
+    def __init__(self, config: JudgeConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.asker = ChoiceAsker(config, backend, judge_sampling(config))
+
+    def orders_for(self, question_id: str, model_ids: Sequence[str]) -> list[list[str]]:
+        return [list(model_ids)]
+
+    def compare(self, question: Question, answers: Mapping[str, str], first: str, second: str) -> dict[str, Any]:
+        messages = prompts.pairwise_messages(question, answers[first], answers[second], LABELS,
+                                             context_chars=self.config.context_chars,
+                                             show_context=self.config.context_shown)
+        asked = self.asker.ask(messages, LABELS, lambda reason: prompts.choice_retry_message(reason, LABELS))
+        winner = None if asked["choice"] is None else (first, second)[LABELS.index(asked["choice"])]
+        return {**asked, "winner": winner}
+
+    def judge(self, question: Question, answers: Mapping[str, str], model_ids: Sequence[str],
+              order_index: int = 0) -> Judgement:
+        """Compare all pairs, grouped by the answer shown first (so consecutive prompts share the
+        longest prefix); a failed comparison fails the judgement."""
+        start = time.monotonic()
+        details: list[dict[str, Any]] = []
+        replies: list[str] = []
+        winners: dict[tuple[str, str], str] = {}
+        error = ""
+        for first, second in itertools.permutations(model_ids, 2):
+            compared = self.compare(question, answers, first, second)
+            replies.extend(compared["replies"])
+            details.append({"shown": [first, second], "reply": compared["reply"], "winner": compared["winner"],
+                            "probs": compared["probs"], "mass": compared["mass"], "logprobs": compared["logprobs"],
+                            "attempts": compared["attempts"]})
+            if compared["winner"] is None:
+                error = f"no choice between {first} and {second}: {compared['error']}"
+                break
+            winners[(first, second)] = compared["winner"]
+        ok = not error
+        probs = {tuple(d["shown"]): d["probs"]["A"] for d in details if d["probs"]}
+        scores = copeland_scores(model_ids, winners, probs if len(probs) == len(details) else None) if ok else {}
+        return Judgement(question_id=question.question_id, judge_id=self.config.id, protocol="pairwise",
+                         order=list(model_ids), labels=list(LABELS), ranks=ranks_from_scores(scores) if ok else {},
+                         ok=ok, attempts=sum(d["attempts"] for d in details), raw_replies=replies, error=error,
+                         seconds=time.monotonic() - start, order_index=order_index, scores=scores, details=details)
