@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -139,15 +138,12 @@ def test_a_refusal_of_logprobs_is_found_at_once_and_they_are_asked_no_more(
         caplog: pytest.LogCaptureFixture) -> None:
     with FakeEndpoint(["2", "1", "0"], model="m", refuse_logprobs=True) as endpoint:
         backend = OpenAIBackend([endpoint.base_url], "m")
-        start = time.perf_counter()
         with caplog.at_level(logging.INFO, logger="raq.backends.openai_http"):
             replies = [backend.complete(Request.chat(USER, logprobs=5)) for _ in range(3)]
-        elapsed = time.perf_counter() - start
         backend.close()
-    assert elapsed < 2.0  # the 500 was not retried with backoff
     assert [c.text for c in replies] == ["2", "1", "0"] and all(c.top_logprobs == [] for c in replies)
     assert "logprobs" in endpoint.requests[0] and all("logprobs" not in r for r in endpoint.requests[1:])
-    assert len(endpoint.requests) == 4 and all(r["stream"] for r in endpoint.requests[1:])
+    assert len(endpoint.requests) == 4 and all(r["stream"] for r in endpoint.requests[1:])  # the 500: not retried
     assert caplog.text.count("does not give logprobs") == 1 and LOGPROBS_REFUSAL in caplog.text
     assert backend.send_logprobs is False and backend.info()["logprobs_served"] is False
 
@@ -284,15 +280,13 @@ def test_a_real_llama_cpp_server_gives_logprobs_only_with_logits_all(smol, tmp_p
     backend = LocalServerBackend(demo_model("smollm2-135m-instruct"), "smol", n_ctx=512, n_threads=1,
                                  log_path=tmp_path / "server.log", logits_all=logits_all)
     try:
-        start = time.perf_counter()
         first, second = (backend.complete(Request.chat(COLOUR, max_tokens=5, logprobs=3)) for _ in range(2))
-        elapsed = time.perf_counter() - start
         completion = backend.complete(Request(prompt="The sky is", max_tokens=4, logprobs=3))
         served = backend.http.send_logprobs
     finally:
         backend.close()
     assert first.text and first.text == second.text and completion.text
-    assert served is logits_all and elapsed < 30
+    assert served is logits_all
     if not logits_all:
         assert first.top_logprobs == second.top_logprobs == completion.top_logprobs == []
         return

@@ -225,3 +225,30 @@ class ChoiceAsker:
                     "logprobs": logprobs if probs else None, "error": ""}
         return {"reply": replies[-1] if replies else "", "replies": replies, "choice": None,
                 "attempts": len(replies), "probs": None, "mass": None, "logprobs": None, "error": reason}
+
+
+class ScoringJudge:
+    """What the scoring protocols (pointwise, pairwise) share: one asker for a few options, no
+    order of all answers (the one "order" is the models' own), and how a judgement is recorded."""
+
+    protocol = ""
+    labels: tuple[str, ...] = ()
+
+    def __init__(self, config: JudgeConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.asker = ChoiceAsker(config, backend, judge_sampling(config))
+
+    def orders_for(self, question_id: str, model_ids: Sequence[str]) -> list[list[str]]:
+        return [list(model_ids)]
+
+    def judgement(self, question: Question, model_ids: Sequence[str], order_index: int, scores: dict[str, float],
+                  details: list[dict[str, Any]], replies: list[str], error: str, start: float) -> Judgement:
+        """The Judgement of one question: ranks from ``scores``, or failed (no ranks, no scores) with ``error``."""
+        ok = not error
+        return Judgement(question_id=question.question_id, judge_id=self.config.id, protocol=self.protocol,
+                         order=list(model_ids), labels=list(self.labels),
+                         ranks=ranks_from_scores(scores) if ok else {}, ok=ok,
+                         attempts=sum(d["attempts"] for d in details), raw_replies=replies, error=error,
+                         seconds=time.monotonic() - start, order_index=order_index,
+                         scores=scores if ok else {}, details=details)

@@ -19,9 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import prompts
-from .backends.base import Backend
-from .config import JudgeConfig
-from .judge import ChoiceAsker, judge_sampling, ranks_from_scores
+from .judge import ScoringJudge
 from .records import Judgement, Question
 
 LABELS = ("A", "B")
@@ -50,16 +48,11 @@ def copeland_scores(model_ids: Sequence[str], winners: Mapping[tuple[str, str], 
     return scores
 
 
-class PairwiseJudge:
+class PairwiseJudge(ScoringJudge):
     """Compares every ordered pair of a question's answers (see the module docstring)."""
 
-    def __init__(self, config: JudgeConfig, backend: Backend) -> None:
-        self.config = config
-        self.backend = backend
-        self.asker = ChoiceAsker(config, backend, judge_sampling(config))
-
-    def orders_for(self, question_id: str, model_ids: Sequence[str]) -> list[list[str]]:
-        return [list(model_ids)]
+    protocol = "pairwise"
+    labels = LABELS
 
     def compare(self, question: Question, answers: Mapping[str, str], first: str, second: str) -> dict[str, Any]:
         messages = prompts.pairwise_messages(question, answers[first], answers[second], LABELS,
@@ -88,10 +81,6 @@ class PairwiseJudge:
                 error = f"no choice between {first} and {second}: {compared['error']}"
                 break
             winners[(first, second)] = compared["winner"]
-        ok = not error
         probs = {tuple(d["shown"]): d["probs"]["A"] for d in details if d["probs"]}
-        scores = copeland_scores(model_ids, winners, probs if len(probs) == len(details) else None) if ok else {}
-        return Judgement(question_id=question.question_id, judge_id=self.config.id, protocol="pairwise",
-                         order=list(model_ids), labels=list(LABELS), ranks=ranks_from_scores(scores) if ok else {},
-                         ok=ok, attempts=sum(d["attempts"] for d in details), raw_replies=replies, error=error,
-                         seconds=time.monotonic() - start, order_index=order_index, scores=scores, details=details)
+        scores = copeland_scores(model_ids, winners, probs if len(probs) == len(details) else None) if not error else {}
+        return self.judgement(question, model_ids, order_index, scores, details, replies, error, start)

@@ -18,9 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import prompts
-from .backends.base import Backend
-from .config import JudgeConfig
-from .judge import ChoiceAsker, judge_sampling, ranks_from_scores
+from .judge import ScoringJudge
 from .records import Judgement, Question
 
 #: Words a judge may write instead of a grade.
@@ -30,16 +28,10 @@ GRADE_WORDS = {
 }
 
 
-class PointwiseJudge:
+class PointwiseJudge(ScoringJudge):
     """Grades every answer to a question, one request per answer (see the module docstring)."""
 
-    def __init__(self, config: JudgeConfig, backend: Backend) -> None:
-        self.config = config
-        self.backend = backend
-        self.asker = ChoiceAsker(config, backend, judge_sampling(config))
-
-    def orders_for(self, question_id: str, model_ids: Sequence[str]) -> list[list[str]]:
-        return [list(model_ids)]
+    protocol = "pointwise"
 
     def grade(self, question: Question, answer: str) -> dict[str, Any]:
         """One answer's grade: the asker's record plus ``grade`` (the option, or None) and ``score``."""
@@ -73,9 +65,4 @@ class PointwiseJudge:
                 error = f"no grade for the answer of {model}: {graded['error']}"
                 break
             scores[model] = float(graded["score"])
-        ok = not error
-        return Judgement(question_id=question.question_id, judge_id=self.config.id, protocol="pointwise",
-                         order=list(model_ids), labels=[], ranks=ranks_from_scores(scores) if ok else {},
-                         ok=ok, attempts=sum(d["attempts"] for d in details), raw_replies=replies, error=error,
-                         seconds=time.monotonic() - start, order_index=order_index,
-                         scores=scores if ok else {}, details=details)
+        return self.judgement(question, model_ids, order_index, scores, details, replies, error, start)
