@@ -141,10 +141,10 @@ def build_llama_bench(jobs: int) -> Path:
     return LLAMA_BENCH
 
 
-def run_llama_bench(model: Path, n_prompt: int, n_gen: int, threads: int) -> dict[str, Any]:
+def run_llama_bench(model: Path, n_prompt: int, n_gen: int, threads: int, flash_attn: bool = False) -> dict[str, Any]:
     """One llama-bench run (its own warm-up, 1 repetition); speeds, and the child's peak RSS."""
     cmd = [str(LLAMA_BENCH), "-m", str(model), "-p", str(n_prompt), "-n", str(n_gen), "-d", f"0,{n_prompt}",
-           "-t", str(threads), "-b", "512", "-ub", "512", "-fa", "0", "-r", "1", "-o", "json"]
+           "-t", str(threads), "-b", "512", "-ub", "512", "-fa", "1" if flash_attn else "0", "-r", "1", "-o", "json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err)
@@ -303,14 +303,15 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
     from raq.backends.llama import LlamaBackend
 
     with Phase("load", model=name):
-        backend = LlamaBackend(path, n_ctx=args.n_ctx, n_batch=512, n_threads=args.threads, seed=0)
+        backend = LlamaBackend(path, n_ctx=args.n_ctx, n_batch=512, n_threads=args.threads, seed=0,
+                               flash_attn=args.flash_attn)
     prompt, n_prompt = exact_prompt(backend, args.n_prompt)
     tokens = backend.tokenize(prompt, special=False)
     backend.complete(Request(prompt="The capital of France is", max_tokens=4))  # untimed warm-up (greedy)
 
     def do_bench() -> dict[str, Any]:
         with Phase("llama-bench", model=name) as ph:
-            result = run_llama_bench(path, n_prompt, args.n_gen, backend.n_threads)
+            result = run_llama_bench(path, n_prompt, args.n_gen, backend.n_threads, args.flash_attn)
         ph.record["child_peak_rss_mib"] = result["peak_rss_mib"]
         return result
 
@@ -330,7 +331,8 @@ def bench_model(name: str, path: Path, args: argparse.Namespace, have_bench: boo
     other = None
     if args.ctx_effect:
         with Phase("load", model=f"{name} n_ctx {args.ctx_effect}"):
-            other = LlamaBackend(path, n_ctx=args.ctx_effect, n_batch=512, n_threads=args.threads, seed=0)
+            other = LlamaBackend(path, n_ctx=args.ctx_effect, n_batch=512, n_threads=args.threads, seed=0,
+                                 flash_attn=args.flash_attn)
         native_loop(other, tokens, 4)  # untimed warm-up
 
         def do_other() -> dict[str, Any]:
@@ -536,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every figure and sample to this file")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, as raq)")
     parser.add_argument("--n-prompt", type=int, default=512)
+    parser.add_argument("--flash-attn", action="store_true", help="llama.cpp's flash attention on (llama-bench -fa 1 "
+                                                                   "and raq's backend alike)")
     parser.add_argument("--n-gen", type=int, default=128)
     parser.add_argument("--n-ctx", type=int, default=None,
                         help="context of raq's model (default: P + G, the context llama-bench gives tg@dP)")

@@ -7,11 +7,13 @@ request body returning one of these. A request that asks for logprobs gets them 
 formats: chat ``logprobs.content``, completions ``logprobs.top_logprobs``), streamed or whole:
 a :class:`TokenReply`'s, or ``{piece: 0.0}`` for every streamed piece of a text reply. Options
 make it behave like particular servers: ``api_key`` (401 unless that key is sent), ``usage``
-(a usage report at the end of a stream), ``refuse_extras`` (400 for llama.cpp's sampling
-fields), ``refuse_structured`` (400 for ``response_format``), ``max_prompt_chars`` (400
-"context" for a longer prompt), ``list_models=False`` (404 for ``GET /models``),
-``refuse_logprobs`` (as llama-cpp-python's server without ``logits_all``: 500 for a whole
-reply, a stream that ends before its first chunk), ``give_logprobs=False`` (logprobs ignored).
+(a usage report at the end of a stream), ``cached_tokens`` (the prompt tokens every usage report
+says the server's cache held, as ``prompt_tokens_details.cached_tokens``), ``refuse_extras``
+(400 for llama.cpp's sampling fields), ``refuse_structured`` (400 for ``response_format``),
+``max_prompt_chars`` (400 "context" for a longer prompt), ``list_models=False`` (404 for
+``GET /models``), ``refuse_logprobs`` (as llama-cpp-python's server without ``logits_all``: 500
+for a whole reply, a stream that ends before its first chunk), ``give_logprobs=False``
+(logprobs ignored).
 
 ``python tests/fake_endpoint.py --port PORT --model ALIAS`` serves until killed.
 """
@@ -79,13 +81,14 @@ class FakeEndpoint:
                  api_key: str | None = None, usage: bool = False, refuse_extras: bool = False,
                  refuse_structured: bool = False, max_prompt_chars: int | None = None,
                  list_models: bool = True, default: Reply = '{"ranking": ["A", "B", "C"]}',
-                 refuse_logprobs: bool = False, give_logprobs: bool = True) -> None:
+                 refuse_logprobs: bool = False, give_logprobs: bool = True, cached_tokens: int | None = None) -> None:
         self.replies: list[Reply] = list(replies)
         self.default = default  # once the queue is empty
         self.error_message = ""
         self.model = model
         self.api_key = api_key
         self.usage = usage
+        self.cached_tokens = cached_tokens
         self.refuse_extras = refuse_extras
         self.refuse_structured = refuse_structured
         self.max_prompt_chars = max_prompt_chars
@@ -116,6 +119,14 @@ class FakeEndpoint:
         if self.max_prompt_chars is not None and len(prompt_text(request)) > self.max_prompt_chars:
             return "the request exceeds the available context size, try increasing it"
         return None
+
+    def _usage(self, prompt: int, completion: int) -> dict[str, Any]:
+        """A usage report of these token counts (with the cached prompt tokens when set)."""
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                 "total_tokens": prompt + completion}
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         endpoint = self
@@ -162,12 +173,11 @@ class FakeEndpoint:
                     self._chunk(chat, [choice])
                 words = len("".join(pieces).split())
                 if endpoint.usage and request.get("stream_options", {}).get("include_usage"):
-                    self._chunk(chat, [], usage={"prompt_tokens": len(prompt_text(request).split()),
-                                                 "completion_tokens": words,
-                                                 "total_tokens": len(prompt_text(request).split()) + words})
+                    prompt = len(prompt_text(request).split())
+                    self._chunk(chat, [], usage=endpoint._usage(prompt, words))
                 self.wfile.write(b"data: [DONE]\n\n")
 
-            def _chunk(self, chat: bool, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> None:
+            def _chunk(self, chat: bool, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> None:
                 chunk = {"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
                          "created": 0, "model": endpoint.model, "choices": choices, "usage": usage}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -226,7 +236,7 @@ class FakeEndpoint:
                     choice["logprobs"] = logprobs_of(tokens, tops, n, chat)
                 self._send(200, {"id": "x", "object": "chat.completion" if chat else "text_completion", "created": 0,
                                  "model": endpoint.model, "choices": [choice],
-                                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+                                 "usage": endpoint._usage(1, 1)})
 
         return Handler
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from fake_endpoint import FakeEndpoint
-from raq.backends.base import Backend, Completion, PromptTooLong, Request, Sampling, complete_each
+from raq.backends.base import Backend, Completion, PromptTooLong, Request, Sampling, complete_each, prompt_tokens_read
 from raq.backends.factory import BackendFactory, api_key_from_env, remote_judge, served_contestant
 from raq.backends.fake import FakeBackend, FakeBackends, default_reply
 from raq.backends.openai_http import NO_KEY, OpenAIBackend, short_error
@@ -175,6 +176,35 @@ def test_a_tool_request_is_not_streamed_and_reads_the_reply() -> None:
     assert completion.counters["token_counts"] == "server usage" and completion.ttft_s == completion.total_s
 
 
+def completion_of(prompt_tokens: int | None, **counters: object) -> Completion:
+    return Completion(text="x", prompt_tokens=prompt_tokens, generated_tokens=1, ttft_s=0.1, total_s=0.1,
+                      finish_reason="stop", counters=dict(counters))
+
+
+def test_the_prompt_tokens_read_are_llama_cpps_count_else_the_prompt_less_what_a_server_cached() -> None:
+    assert prompt_tokens_read(completion_of(40, prompt_eval_tokens=7, prompt_reused_tokens=33)) == 7
+    assert prompt_tokens_read(completion_of(40, prompt_eval_tokens=7, prompt_cached_tokens=10)) == 7  # in-process wins
+    assert prompt_tokens_read(completion_of(40, prompt_cached_tokens=32)) == 8
+    assert prompt_tokens_read(completion_of(40, prompt_cached_tokens=0)) == 40
+    assert prompt_tokens_read(completion_of(40, token_counts="server usage")) is None  # the server did not say
+    assert prompt_tokens_read(completion_of(None, prompt_cached_tokens=32)) is None  # nor how long the prompt was
+    assert prompt_tokens_read(completion_of(12, backend="fake")) is None
+
+
+def test_the_prompt_tokens_a_server_cached_are_recorded_when_it_reports_them() -> None:
+    with FakeEndpoint(["it is so", '{"rank": "1"}'], model="m", usage=True, cached_tokens=1) as endpoint:
+        backend = OpenAIBackend([endpoint.base_url], "m")
+        streamed = backend.complete(Request.chat(USER))
+        whole = backend.complete(Request.chat(USER, tool=PAPER_TOOL))  # not streamed
+    assert streamed.counters["prompt_cached_tokens"] == 1 and streamed.prompt_tokens == 6  # the words of USER
+    assert prompt_tokens_read(streamed) == 5
+    assert whole.counters["prompt_cached_tokens"] == 1 and prompt_tokens_read(whole) == 0
+    with FakeEndpoint(["it is so"], model="m", usage=True) as endpoint:
+        plain = OpenAIBackend([endpoint.base_url], "m").complete(Request.chat(USER))
+    assert plain.prompt_tokens == 6 and "prompt_cached_tokens" not in plain.counters
+    assert prompt_tokens_read(plain) is None
+
+
 def test_stop_strings_and_sampling_are_sent() -> None:
     with FakeEndpoint(["ok"], model="m") as endpoint:
         backend = OpenAIBackend([endpoint.base_url], "m")
@@ -246,6 +276,33 @@ def test_the_factory_loads_a_gguf_in_process_with_llama_cpp(kind: str, tmp_path:
         else:
             factory.judge(JudgeConfig(id="j", gguf=str(stub), runtime="in-process"), stub, tmp_path / "log")
     assert not (tmp_path / "log").exists()  # no server was started
+
+
+def test_the_factory_passes_flash_attention_to_every_local_runtime(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import raq.backends.llama as llama
+    import raq.backends.local_server as local_server
+
+    opened: list[tuple[str, dict[str, object]]] = []
+
+    def recorder(name: str) -> Callable[..., FakeBackend]:
+        def open_backend(*args: object, **kwargs: object) -> FakeBackend:
+            opened.append((name, kwargs))
+            return FakeBackend(name=name)
+
+        return open_backend
+
+    monkeypatch.setattr(llama, "LlamaBackend", recorder("in-process"))
+    monkeypatch.setattr(local_server, "LocalServerBackend", recorder("server"))
+    factory, path = BackendFactory(), tmp_path / "m.gguf"
+    for flash in (False, True):
+        factory.contestant(ModelConfig(id="m", gguf=str(path)), GenerationConfig(flash_attn=flash), path)
+        factory.judge(JudgeConfig(id="j", gguf=str(path), runtime="in-process", flash_attn=flash), path,
+                      tmp_path / "log")
+        factory.judge(JudgeConfig(id="j", gguf=str(path), flash_attn=flash), path, tmp_path / "log")
+    assert [(name, kwargs["flash_attn"]) for name, kwargs in opened] == [
+        ("in-process", False), ("in-process", False), ("server", False),
+        ("in-process", True), ("in-process", True), ("server", True)]
 
 
 def test_complete_many_on_one_slot_runs_in_order_and_stops_when_dropped() -> None:

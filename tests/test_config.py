@@ -63,6 +63,15 @@ def test_overrides_use_dotted_keys_and_are_validated(tmp_path):
         load_config(path, {"generation.max_tokns": 16})
 
 
+def test_flash_attention_is_off_unless_asked_for(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.generation.flash_attn is False and config.judge.flash_attn is False  # also a run recorded before
+    on = load_config(write(tmp_path, MINIMAL + "  flash_attn: true\ngeneration:\n  flash_attn: true\n"))
+    assert on.generation.flash_attn is True and on.judge.flash_attn is True
+    with pytest.raises(ConfigError, match="generation.flash_attn"):
+        load_config(write(tmp_path, MINIMAL + "generation:\n  flash_attn: sometimes\n"))
+
+
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -17,6 +17,7 @@ from raq.backends.base import Request
 from raq.backends.fake import FakeBackend, FakeBackends
 from raq.cli import main
 from raq.errors import ConfigError, JudgeCheckFailed
+from raq.judge_check import gate_repeats
 from raq.metrics import normalize_answer
 from raq.store import RunDir
 from study_fakes import contestant, quick_analysis, study_config
@@ -158,9 +159,16 @@ def test_a_passed_check_is_kept_in_the_run_and_not_repeated_on_resume(tmp_path: 
     results = raq.evaluate(squad_study(tmp_path, check=3), backends=backends_with(expert, loads), progress=False)
     check = json.loads((results.run_dir / "judge_check.json").read_text())
     assert [c["passed"] for c in check["checks"]] == [True] and len(loads) == 2  # the check, then the judging
+    assert len(check["checks"][0]["repeats"]) == gate_repeats(3) == 2  # not the check command's default of 10
     raq.evaluate(squad_study(tmp_path, check=3), resume=results.run_dir, backends=backends_with(expert, loads),
                  progress=False)
     assert len(json.loads((results.run_dir / "judge_check.json").read_text())["checks"]) == 1
+
+
+@pytest.mark.parametrize(("questions", "repeats"), [(1, 1), (2, 2), (3, 2), (8, 2), (12, 3), (40, 10), (100, 10)])
+def test_the_check_before_a_study_repeats_a_quarter_of_its_questions_from_2_to_10(questions: int,
+                                                                                  repeats: int) -> None:
+    assert gate_repeats(questions) == repeats
 
 
 def test_a_run_is_checked_on_its_own_questions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

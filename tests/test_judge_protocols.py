@@ -1,5 +1,7 @@
 """The scoring protocols (pointwise, pairwise) on scripted backends: what is asked, how replies
-are read, how scores become ranks, retries and failures."""
+are read, how scores become ranks, retries and failures; the prompt tokens a judgement records
+for every protocol (and, on a real tiny GGUF in this process, how few a pointwise judge reads
+once its prompts share a prefix)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,15 @@ import re
 import pytest
 
 from raq import prompts
-from raq.backends.base import Request
-from raq.backends.fake import FakeBackend, ScriptedReply
+from raq.backends.base import Completion, Request
+from raq.backends.fake import FakeBackend, ScriptedReply, default_reply
 from raq.config import JudgeConfig
 from raq.judge import Judge, ranks_from_scores, read_choice
 from raq.judge_pairwise import PairwiseJudge, copeland_scores
 from raq.judge_pointwise import GRADE_WORDS, PointwiseJudge
 from raq.judges import make_judge
 from raq.ranking import RankingParseError
-from raq.records import Question
+from raq.records import Judgement, Question, from_dict, to_dict
 
 QUESTION = Question("q1", "Which team won Super Bowl 50?",
                     "Super Bowl 50 was won by the Denver Broncos, who beat the Carolina Panthers.",
@@ -213,6 +215,113 @@ def test_a_failed_comparison_fails_the_pairwise_judgement() -> None:
         QUESTION, ANSWERS, MODELS)
     assert not verdict.ok and verdict.ranks == {} and "no choice between" in verdict.error
     assert len(verdict.details) == 2
+
+
+# --- the prompt tokens of a judgement ---------------------------------------------------------
+
+class CachingFake(FakeBackend):
+    """A scripted backend that, like a server with a prompt cache, reports as cached the words
+    its prompt shares with the previous request's (all but the last)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.previous: list[str] = []
+        self.read: list[int] = []
+
+    def complete(self, request: Request) -> Completion:
+        completion = super().complete(request)
+        words = self.render(request).split()
+        cached = 0
+        for old, new in zip(self.previous, words[:-1]):
+            if old != new:
+                break
+            cached += 1
+        self.previous = words
+        self.read.append(len(words) - cached)
+        completion.counters["prompt_cached_tokens"] = cached
+        return completion
+
+
+def prompt_words(backend: FakeBackend) -> int:
+    return sum(len(backend.render(r).split()) for r in backend.requests)
+
+
+@pytest.mark.parametrize(("protocol", "requests"), [("raq", 1), ("paper", 1), ("pointwise", 3), ("pairwise", 6)])
+def test_every_protocol_records_the_prompt_tokens_of_all_its_requests(protocol: str, requests: int) -> None:
+    backend = FakeBackend(default={"pairwise": fair_pairs, "pointwise": grader}.get(protocol, default_reply))
+    verdict = make_judge(config(protocol), backend).judge(QUESTION, ANSWERS, MODELS)
+    assert verdict.ok and len(backend.requests) == requests
+    assert verdict.prompt_tokens == prompt_words(backend) > 0
+    assert verdict.prompt_tokens_read is None  # the fake does not say what it read
+    cached = CachingFake(default=backend.default)
+    verdict = make_judge(config(protocol), cached).judge(QUESTION, ANSWERS, MODELS)
+    assert verdict.prompt_tokens == prompt_words(cached) and verdict.prompt_tokens_read == sum(cached.read)
+    if requests > 1:
+        assert verdict.prompt_tokens_read < verdict.prompt_tokens  # the later prompts repeat the first's prefix
+        assert [d["prompt_tokens_read"] for d in verdict.details] == cached.read
+        assert [d["prompt_tokens"] for d in verdict.details] == [len(cached.render(r).split())
+                                                                 for r in cached.requests]
+
+
+def test_the_prompt_tokens_of_retries_and_of_a_failed_judgement_are_counted() -> None:
+    listwise = FakeBackend(["not a ranking"])
+    verdict = Judge(config("raq", max_retries=1), listwise).judge(QUESTION, ANSWERS, MODELS)
+    assert verdict.ok and verdict.attempts == 2 and verdict.prompt_tokens == prompt_words(listwise)
+    failed = FakeBackend(["no ranking", "still none"])
+    verdict = Judge(config("raq", max_retries=1), failed).judge(QUESTION, ANSWERS, MODELS)
+    assert not verdict.ok and verdict.prompt_tokens == prompt_words(failed)
+    pointwise = CachingFake(["I think it is fine", "yes", "maybe", "unsure"])
+    verdict = PointwiseJudge(config("pointwise", max_retries=1), pointwise).judge(QUESTION, ANSWERS, ["right", "wrong"])
+    assert not verdict.ok and len(pointwise.requests) == 4 and [d["attempts"] for d in verdict.details] == [2, 2]
+    assert verdict.prompt_tokens == prompt_words(pointwise) and verdict.prompt_tokens_read == sum(pointwise.read)
+
+
+def test_one_request_that_does_not_say_what_it_read_leaves_the_judgement_without_the_figure() -> None:
+    class ForgetfulOnce(CachingFake):
+        def complete(self, request: Request) -> Completion:
+            completion = super().complete(request)
+            if len(self.requests) == 2:
+                del completion.counters["prompt_cached_tokens"]
+            return completion
+
+    backend = ForgetfulOnce(default=grader)
+    verdict = PointwiseJudge(config("pointwise"), backend).judge(QUESTION, ANSWERS, MODELS)
+    assert [d["prompt_tokens_read"] is None for d in verdict.details] == [False, True, False]
+    assert verdict.prompt_tokens_read is None and verdict.prompt_tokens == prompt_words(backend)
+
+
+def test_a_judgement_recorded_without_prompt_tokens_loads_without_them() -> None:
+    verdict = PointwiseJudge(config("pointwise"), FakeBackend(default=grader)).judge(QUESTION, ANSWERS, MODELS)
+    record = to_dict(verdict)
+    assert from_dict(Judgement, record) == verdict and record["prompt_tokens"] == verdict.prompt_tokens
+    old = {k: v for k, v in record.items() if k not in ("prompt_tokens", "prompt_tokens_read")}
+    loaded = from_dict(Judgement, old)
+    assert loaded.prompt_tokens is None and loaded.prompt_tokens_read is None and loaded.ranks == verdict.ranks
+
+
+@pytest.mark.integration
+def test_a_pointwise_judge_in_this_process_reads_the_shared_prefix_once() -> None:
+    from conftest import demo_model
+    from raq.backends.llama import LlamaBackend
+
+    backend = LlamaBackend(demo_model("smollm2-135m-instruct"), n_ctx=512, n_batch=64, n_threads=1, seed=7,
+                           reuse_prefix=True)
+    other = Question("q2", "Who lost Super Bowl 50?", "", ["Carolina Panthers", "the Panthers"])
+    try:
+        judge = PointwiseJudge(config("pointwise", max_retries=0), backend)
+        verdict = judge.judge(QUESTION, ANSWERS, MODELS)
+        following = judge.judge(other, ANSWERS, MODELS)  # another question: the system message is kept
+    finally:
+        backend.close()
+    assert verdict.ok and following.ok, (verdict.raw_replies, following.raw_replies)
+    assert verdict.prompt_tokens == sum(d["prompt_tokens"] for d in verdict.details)
+    assert verdict.prompt_tokens_read == sum(d["prompt_tokens_read"] for d in verdict.details)
+    assert verdict.prompt_tokens_read is not None and verdict.prompt_tokens is not None
+    assert verdict.prompt_tokens_read < verdict.prompt_tokens
+    first, *later = verdict.details
+    assert first["prompt_tokens_read"] == first["prompt_tokens"]  # a fresh cache: all of it
+    assert all(d["prompt_tokens_read"] < first["prompt_tokens_read"] for d in later)
+    assert following.details[0]["prompt_tokens_read"] < following.details[0]["prompt_tokens"]
 
 
 # --- choosing the protocol --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from raq.analysis import results_table
-from raq.judge_quality import f1_agreement, failures, judge_agreement, judge_report, kendalls_w, position_bias
+from raq.judge_quality import cost, f1_agreement, failures, judge_agreement, judge_report, kendalls_w, position_bias
 from raq.records import Answer, Judgement, Question
 
 
@@ -230,7 +230,7 @@ def study() -> tuple[list[Question], list[Answer]]:
 
 
 REPORT_KEYS = {"orders", "judgements", "first_reply_invalid", "failed_after_retries", "failure_rate_before_retries",
-               "failure_rate_after_retries", "position_bias", "f1_agreement"}
+               "failure_rate_after_retries", "position_bias", "f1_agreement", "cost"}
 
 
 def test_judge_report_of_two_judges():
@@ -265,3 +265,19 @@ def test_judge_report_of_one_judge():
     assert list(report["judges"]) == ["j2"] and set(report["judges"]["j2"]) == REPORT_KEYS
     assert report["judges"]["j2"]["f1_agreement"] == f1_agreement(table, "rank")
     assert report["agreement"] == {"note": "one judge"} and report["aggregate_f1_agreement"] is None
+
+
+def _costed(question_id: str, seconds: float, sent: int | None, read: int | None) -> Judgement:
+    return Judgement(question_id=question_id, judge_id="j", protocol="pointwise", order=["a", "b"], labels=[],
+                     ranks={"a": 1.0, "b": 2.0}, ok=True, attempts=2, raw_replies=["yes", "no"], seconds=seconds,
+                     prompt_tokens=sent, prompt_tokens_read=read)
+
+
+def test_cost_is_per_question_judged_and_unknown_once_a_backend_did_not_say() -> None:
+    judged = [_costed("q1", 2.0, 300, 120), _costed("q1", 1.0, 100, 30), _costed("q2", 3.0, 200, 50)]
+    assert cost(judged) == {"questions": 2, "seconds_per_question": 3.0, "prompt_tokens_per_question": 300.0,
+                            "prompt_tokens_read_per_question": 100.0}
+    served = cost([*judged, _costed("q3", 3.0, 100, None)])
+    assert served["prompt_tokens_per_question"] == pytest.approx(700 / 3)
+    assert served["prompt_tokens_read_per_question"] is None
+    assert cost([]) == {"questions": 0}

@@ -114,7 +114,24 @@ def test_the_contract(smol):
     assert [i for i, _ in out] == [0, 1] and [c.generated_tokens for _, c in out] == [3, 2]
     info = smol.info()
     assert info["backend"] == "llama.cpp in-process" and info["n_parallel"] == 1 and info["n_ctx"] == 512
+    assert info["flash_attn"] is False and info["n_batch"] == info["n_ubatch"] == 64
     assert "batched" not in info
+
+
+@pytest.mark.integration
+def test_flash_attention_completes_requests_and_is_recorded():
+    from conftest import demo_model
+
+    backend = LlamaBackend(demo_model("smollm2-135m-instruct"), n_ctx=512, n_batch=64, n_threads=1, seed=7,
+                           flash_attn=True, n_ubatch=32)
+    try:
+        completion = backend.complete(Request.chat([{"role": "user", "content": "Name one colour."}], max_tokens=6))
+        info = backend.info()
+    finally:
+        backend.close()
+    assert completion.text.strip() and 1 <= completion.generated_tokens <= 6
+    assert completion.prompt_tokens == completion.counters["prompt_eval_tokens"]
+    assert info["flash_attn"] is True and info["n_ubatch"] == 32 and info["n_batch"] == 64
 
 
 def judge_request(super_bowl, **settings) -> tuple[list[dict[str, str]], Request]:

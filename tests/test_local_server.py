@@ -71,8 +71,11 @@ def test_the_real_command_runs_llama_cpp_server_on_this_host_only(tmp_path: Path
     assert options["--host"] == "127.0.0.1" and options["--n_ctx"] == "1024" and options["--n_threads"] == "3"
     assert options["--n_gpu_layers"] == "-1" and options["--seed"] == "9"
     assert options["--logits_all"] == "false"  # the server then refuses logprobs
+    assert options["--flash_attn"] == "false"
     with_logits = LocalServer(tmp_path / "m.gguf", "alias", logits_all=True).command()
     assert dict(zip(with_logits[3::2], with_logits[4::2]))["--logits_all"] == "true"
+    flash = LocalServer(tmp_path / "m.gguf", "alias", flash_attn=True).command()
+    assert dict(zip(flash[3::2], flash[4::2]))["--flash_attn"] == "true"
 
 
 def test_a_server_serving_another_alias_is_refused_and_stopped(tmp_path: Path) -> None:
@@ -113,7 +116,7 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path: Path) ->
 def test_the_backend_completes_requests_through_its_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_server, "LocalServer", ScriptedServer)
     backend = LocalServerBackend(tmp_path / "judge.gguf", "judge", n_ctx=1024, log_path=tmp_path / "log",
-                                 max_in_flight=2)
+                                 max_in_flight=2, flash_attn=True)
     try:
         pid = backend.pid
         assert isinstance(backend, Backend) and backend.capacity == 2 and backend.n_ctx == 1024
@@ -126,7 +129,7 @@ def test_the_backend_completes_requests_through_its_server(tmp_path: Path, monke
         info = backend.info()
         assert info["backend"] == "llama.cpp server" and info["pid"] == pid and info["n_ctx"] == 1024
         assert info["structured_output"] == "json_object" and info["gguf"] == str(tmp_path / "judge.gguf")
-        assert info["logits_all"] is False and info["logprobs_served"] is None
+        assert info["logits_all"] is False and info["logprobs_served"] is None and info["flash_attn"] is True
     finally:
         backend.close()
     assert backend.pid is None and pid is not None and gone(pid)

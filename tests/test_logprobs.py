@@ -251,6 +251,44 @@ def test_in_process_choices_constrain_the_reply(smol) -> None:
 
 
 @pytest.mark.integration
+def test_a_one_token_choice_ends_without_reading_the_end_of_generation(smol) -> None:
+    question = [{"role": "user", "content": "Is the sky green? Answer 0 (no), 1 (unsure) or 2 (yes)."}]
+    choices = ("0", "1", "2")
+    completion = smol.complete(Request.chat(question, choices=choices, max_tokens=4, logprobs=20))
+    assert completion.text in choices and completion.finish_reason == "stop" and completion.generated_tokens == 1
+    # no llama_decode after the prompt: llama.cpp's eval counters stay at their floor (it reports at least 1 run)
+    assert completion.counters["eval_ms"] == 0.0 and completion.counters["eval_tokens"] <= 1
+    ranked = [text for text in completion.top_logprobs[0] if text in choices]
+    assert ranked and completion.text == ranked[0]  # the greedy pick among the choices, as with the end read
+
+
+@pytest.mark.integration
+def test_a_choice_that_a_longer_choice_extends_is_read_on(smol) -> None:
+    question = [{"role": "user", "content": "What is 6 + 6? Reply with the number only."}]
+    completion = smol.complete(Request.chat(question, choices=("1", "12"), max_tokens=4))
+    assert completion.text in ("1", "12") and completion.finish_reason == "stop"
+    assert completion.counters["eval_ms"] > 0.0  # after "1" the next step was decoded to tell "1" from "12"
+
+
+@pytest.mark.integration
+def test_batched_choices_end_without_a_step_of_new_tokens(smol) -> None:
+    from conftest import demo_model
+    from raq.backends.llama import LlamaBackend
+
+    questions = ["Is the sky green? Answer 0 (no), 1 (unsure) or 2 (yes).", "Is water wet? Answer 0, 1 or 2."]
+    requests = [Request.chat([{"role": "user", "content": q}], choices=("0", "1", "2"), max_tokens=4)
+                for q in questions]
+    backend = LlamaBackend(demo_model("smollm2-135m-instruct"), n_ctx=512, n_batch=64, n_threads=1, n_parallel=2)
+    try:
+        results = dict(backend.complete_many(requests))
+    finally:
+        backend.close()
+    assert [results[i].text for i in range(2)] == [smol.complete(r).text for r in requests]
+    assert all(c.finish_reason == "stop" and c.generated_tokens == 1 for c in results.values())
+    assert results[0].counters["batch_generation_steps_tokens"] == 0  # every step read a prompt
+
+
+@pytest.mark.integration
 def test_batched_decoding_gives_logprobs_and_keeps_choices() -> None:
     from conftest import demo_model
     from raq.backends.llama import LlamaBackend

@@ -90,6 +90,8 @@ class GenerationConfig(_Strict):
     n_ctx: int = Field(2048, ge=128)
     n_batch: int = Field(512, ge=1)
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    flash_attn: bool = Field(False, description="in-process models: llama.cpp's flash attention (a run recorded "
+                                                "without this key ran without it)")
     max_tokens: int = Field(128, ge=1)
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -118,6 +120,7 @@ class JudgeConfig(_Strict):
         "server", description="local judge: 'server' (raq starts llama_cpp.server on 127.0.0.1 and stops it) or "
                               "'in-process' (the same llama.cpp backend as the contestants, no server)")
     n_batch: int = Field(512, ge=1, description="local judge: prompt tokens per llama.cpp batch")
+    flash_attn: bool = Field(False, description="local judge: llama.cpp's flash attention")
     base_url: str | None = Field(None, description="remote judge: an OpenAI-compatible base URL")
     model: str | None = Field(None, description="remote judge: the model name the endpoint serves")
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")

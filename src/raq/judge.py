@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import prompts
-from .backends.base import Backend, Completion, Request, Sampling
+from .backends.base import Backend, Completion, Request, Sampling, prompt_tokens_read
 from .config import JudgeConfig
 from .errors import BackendError, JudgeError
 from .ranking import RankingParseError, parse_ranking, parse_ranking_with_ties, ranks_from_groups, ranks_from_order
@@ -36,6 +36,25 @@ LOGPROBS = 20
 def judge_sampling(config: JudgeConfig) -> Sampling:
     return Sampling(temperature=config.temperature, top_p=JUDGE_TOP_P, top_k=JUDGE_TOP_K,
                     min_p=JUDGE_MIN_P, repeat_penalty=JUDGE_REPEAT_PENALTY)
+
+
+class PromptTally:
+    """The prompt tokens of a judgement's requests, and how many of them the judge read; a
+    figure becomes None once one request's backend does not say it."""
+
+    def __init__(self) -> None:
+        self.tokens: int | None = 0
+        self.read: int | None = 0
+
+    def add(self, completion: Completion) -> None:
+        read = prompt_tokens_read(completion)
+        self.tokens = None if self.tokens is None or completion.prompt_tokens is None \
+            else self.tokens + completion.prompt_tokens
+        self.read = None if self.read is None or read is None else self.read + read
+
+    def add_counts(self, tokens: int | None, read: int | None) -> None:
+        self.tokens = None if self.tokens is None or tokens is None else self.tokens + tokens
+        self.read = None if self.read is None or read is None else self.read + read
 
 
 class Judge:
@@ -88,11 +107,13 @@ class Judge:
         return Request.chat(messages, max_tokens=self.config.max_tokens, sampling=self.sampling,
                             seed=self.config.seed + attempt, **structure)
 
-    def _ask(self, messages: list[dict[str, str]], labels: Sequence[str], attempt: int) -> str:
+    def _ask(self, messages: list[dict[str, str]], labels: Sequence[str], attempt: int, tally: PromptTally) -> str:
         try:
-            return self.backend.complete(self.request_for(messages, labels, attempt)).text
+            completion = self.backend.complete(self.request_for(messages, labels, attempt))
         except BackendError as error:
             raise JudgeError(f"judge {self.config.id!r}: {error}") from None
+        tally.add(completion)
+        return completion.text
 
     def judge(self, question: Question, answers: Mapping[str, str], model_ids: Sequence[str],
               order_index: int = 0) -> Judgement:
@@ -104,8 +125,9 @@ class Judge:
         replies: list[str] = []
         reason = ""
         start = time.monotonic()
+        tally = PromptTally()
         for attempt in range(self.config.max_retries + 1):
-            reply = self._ask(messages, labels, attempt)
+            reply = self._ask(messages, labels, attempt, tally)
             replies.append(reply)
             try:
                 by_label: Mapping[str, float]
@@ -122,11 +144,13 @@ class Judge:
             return Judgement(question_id=question.question_id, judge_id=self.config.id,
                              protocol=self.config.protocol, order=order, labels=labels, ranks=ranks,
                              ok=True, attempts=attempt + 1, raw_replies=replies,
-                             seconds=time.monotonic() - start, order_index=order_index)
+                             seconds=time.monotonic() - start, order_index=order_index,
+                             prompt_tokens=tally.tokens, prompt_tokens_read=tally.read)
         return Judgement(question_id=question.question_id, judge_id=self.config.id,
                          protocol=self.config.protocol, order=order, labels=labels, ranks={}, ok=False,
                          attempts=len(replies), raw_replies=replies, error=reason,
-                         seconds=time.monotonic() - start, order_index=order_index)
+                         seconds=time.monotonic() - start, order_index=order_index,
+                         prompt_tokens=tally.tokens, prompt_tokens_read=tally.read)
 
 
 
@@ -200,9 +224,11 @@ class ChoiceAsker:
     def ask(self, messages: list[dict[str, str]], options: Sequence[str], retry: Any,
             words: Mapping[str, str] | None = None) -> dict[str, Any]:
         """``{"reply", "replies", "choice" (None after the last failed try), "probs", "mass", "logprobs",
-        "attempts", "error"}``; ``retry(reason)`` is the follow-up message after a bad reply."""
+        "attempts", "error", "prompt_tokens", "prompt_tokens_read"}`` (the tokens over all tries);
+        ``retry(reason)`` is the follow-up message after a bad reply."""
         replies: list[str] = []
         reason = ""
+        tally = PromptTally()
         for attempt in range(self.config.max_retries + 1):
             request = Request.chat(messages, max_tokens=self.config.max_tokens, sampling=self.sampling,
                                    seed=self.config.seed + attempt, choices=tuple(options), logprobs=LOGPROBS)
@@ -210,6 +236,7 @@ class ChoiceAsker:
                 completion = self.backend.complete(request)
             except BackendError as error:
                 raise JudgeError(f"judge {self.config.id!r}: {error}") from None
+            tally.add(completion)
             replies.append(completion.text)
             try:
                 choice = read_choice(completion.text, options, words)
@@ -222,9 +249,11 @@ class ChoiceAsker:
             probs = option_probs(logprobs)
             return {"reply": completion.text, "replies": replies, "choice": choice, "attempts": attempt + 1,
                     "probs": probs[0] if probs else None, "mass": probs[1] if probs else None,
-                    "logprobs": logprobs if probs else None, "error": ""}
+                    "logprobs": logprobs if probs else None, "error": "",
+                    "prompt_tokens": tally.tokens, "prompt_tokens_read": tally.read}
         return {"reply": replies[-1] if replies else "", "replies": replies, "choice": None,
-                "attempts": len(replies), "probs": None, "mass": None, "logprobs": None, "error": reason}
+                "attempts": len(replies), "probs": None, "mass": None, "logprobs": None, "error": reason,
+                "prompt_tokens": tally.tokens, "prompt_tokens_read": tally.read}
 
 
 class ScoringJudge:
@@ -246,9 +275,13 @@ class ScoringJudge:
                   details: list[dict[str, Any]], replies: list[str], error: str, start: float) -> Judgement:
         """The Judgement of one question: ranks from ``scores``, or failed (no ranks, no scores) with ``error``."""
         ok = not error
+        tally = PromptTally()
+        for detail in details:
+            tally.add_counts(detail.get("prompt_tokens"), detail.get("prompt_tokens_read"))
         return Judgement(question_id=question.question_id, judge_id=self.config.id, protocol=self.protocol,
                          order=list(model_ids), labels=list(self.labels),
                          ranks=ranks_from_scores(scores) if ok else {}, ok=ok,
                          attempts=sum(d["attempts"] for d in details), raw_replies=replies, error=error,
                          seconds=time.monotonic() - start, order_index=order_index,
-                         scores=scores if ok else {}, details=details)
+                         scores=scores if ok else {}, details=details,
+                         prompt_tokens=tally.tokens, prompt_tokens_read=tally.read)

@@ -35,6 +35,12 @@ DEFAULT_QUESTIONS = 40
 #: Questions whose first order is asked a second time (stability).
 DEFAULT_REPEATS = 10
 
+
+def gate_repeats(questions: int) -> int:
+    """Stability repeats of the check a study runs first (``judge.check``): a quarter of its
+    questions, at least 2 and at most :data:`DEFAULT_REPEATS` (the study waits for all of them)."""
+    return min(DEFAULT_REPEATS, max(2, questions // 4), questions)
+
 Task = tuple[Ladder, int]  # a ladder and the index of the order it is shown in
 
 

@@ -76,7 +76,9 @@ class PairwiseJudge(ScoringJudge):
             replies.extend(compared["replies"])
             details.append({"shown": [first, second], "reply": compared["reply"], "winner": compared["winner"],
                             "probs": compared["probs"], "mass": compared["mass"], "logprobs": compared["logprobs"],
-                            "attempts": compared["attempts"]})
+                            "attempts": compared["attempts"],
+                            "prompt_tokens": compared["prompt_tokens"],
+                            "prompt_tokens_read": compared["prompt_tokens_read"]})
             if compared["winner"] is None:
                 error = f"no choice between {first} and {second}: {compared['error']}"
                 break

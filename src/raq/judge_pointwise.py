@@ -60,7 +60,9 @@ class PointwiseJudge(ScoringJudge):
             details.append({"model": model, "reply": graded["reply"], "grade": graded["grade"],
                             "score": graded["score"], "grade_probs": graded["grade_probs"],
                             "grade_mass": graded["mass"], "grade_logprobs": graded["logprobs"],
-                            "attempts": graded["attempts"]})
+                            "attempts": graded["attempts"],
+                            "prompt_tokens": graded["prompt_tokens"],
+                            "prompt_tokens_read": graded["prompt_tokens_read"]})
             if graded["grade"] is None:
                 error = f"no grade for the answer of {model}: {graded['error']}"
                 break

@@ -189,6 +189,19 @@ def judge_agreement(judgements: Sequence[Judgement], orders: Mapping[str, int]) 
             "pairwise_spearman": pairs}
 
 
+def cost(judgements: Sequence[Judgement]) -> dict[str, Any]:
+    """What a judge's verdicts cost per question judged: seconds, and prompt tokens sent and read
+    (read: not served from the judge's cache; None where its backend did not say)."""
+    questions = len({j.question_id for j in judgements})
+    if not questions:
+        return {"questions": 0}
+    sent = [j.prompt_tokens for j in judgements]
+    read = [j.prompt_tokens_read for j in judgements]
+    return {"questions": questions, "seconds_per_question": sum(j.seconds for j in judgements) / questions,
+            "prompt_tokens_per_question": sum(sent) / questions if None not in sent else None,  # type: ignore[arg-type]
+            "prompt_tokens_read_per_question": sum(read) / questions if None not in read else None}  # type: ignore[arg-type]
+
+
 def judge_report(judgements: Sequence[Judgement], table: pd.DataFrame, orders: Mapping[str, int]) -> dict[str, Any]:
     """Everything above, per judge and across judges."""
     per_judge = {}
@@ -196,6 +209,7 @@ def judge_report(judgements: Sequence[Judgement], table: pd.DataFrame, orders: M
         own = [j for j in judgements if j.judge_id == judge_id]
         column = f"rank.{judge_id}" if f"rank.{judge_id}" in table.columns else "rank"
         per_judge[judge_id] = {"orders": orders[judge_id], **failures(own),
-                               "position_bias": position_bias(own), "f1_agreement": f1_agreement(table, column)}
+                               "position_bias": position_bias(own), "f1_agreement": f1_agreement(table, column),
+                               "cost": cost(own)}
     return {"judges": per_judge, "agreement": judge_agreement(judgements, orders),
             "aggregate_f1_agreement": f1_agreement(table, "rank") if len(orders) > 1 else None}

@@ -29,6 +29,7 @@ from .judge_check import (
     check_judges,
     check_questions,
     failure_message,
+    gate_repeats,
     write_check,
 )
 from .judging import judge_answers, pending_judges
@@ -151,7 +152,8 @@ def _gate_judges(config: RunConfig, run: RunDir, questions: list[Question], file
     for judge in todo:
         notify(f"judge-check of {judge.id} on {judge.check} questions")
         report = check_judges(config, check_questions(config, judge.check, questions), files, backends,
-                              judges=[judge], log_dir=run.path, progress=progress)
+                              judges=[judge], repeats=gate_repeats(judge.check), log_dir=run.path,
+                              progress=progress)
         check = report["checks"][-1]
         write_check(path, report)
         if not check["passed"]:

@@ -143,6 +143,9 @@ class Judgement:
     ``scores`` holds a scoring protocol's score per model (pointwise: the expected grade;
     pairwise: wins plus half the ties; higher is better) and ``details`` one entry per
     sub-request (an answer graded, a pair compared) with its reply and what was read from it.
+    ``prompt_tokens`` counts the prompt tokens of all its requests, ``prompt_tokens_read`` those
+    the judge actually read (not held in its cache from the previous request); None where the
+    backend did not say (and in runs recorded before these fields).
     """
 
     question_id: str
@@ -159,3 +162,5 @@ class Judgement:
     order_index: int = 0
     scores: dict[str, float] = field(default_factory=dict)
     details: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    prompt_tokens_read: int | None = None

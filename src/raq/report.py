@@ -22,6 +22,20 @@ __all__ = ["FIGURE_NAME", "summary_markdown", "write_report"]
 log = logging.getLogger(__name__)
 
 
+def _cost(cost: dict[str, Any]) -> str:
+    """"; 5.1 s and 180 prompt tokens read (of 410 sent) per question", as far as it is known."""
+    if not cost.get("questions"):
+        return ""
+    text = f"; {cost['seconds_per_question']:.1f} s"
+    if cost.get("prompt_tokens_read_per_question") is not None:
+        text += f" and {cost['prompt_tokens_read_per_question']:.0f} prompt tokens read"
+        if cost.get("prompt_tokens_per_question") is not None:
+            text += f" (of {cost['prompt_tokens_per_question']:.0f} sent)"
+    elif cost.get("prompt_tokens_per_question") is not None:
+        text += f" and {cost['prompt_tokens_per_question']:.0f} prompt tokens"
+    return text + " per question"
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -88,7 +102,7 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
             lines.append(
                 f"- {judge_id}: invalid first replies {_fmt(report.get('failure_rate_before_retries'))}, "
                 f"failed after retries {_fmt(report.get('failure_rate_after_retries'))}; {_order_effects(bias)}; "
-                f"Spearman with F1 {_fmt(agreement.get('mean_spearman'))}")
+                f"Spearman with F1 {_fmt(agreement.get('mean_spearman'))}{_cost(report.get('cost', {}))}")
         agreement = judging.get("agreement", {})
         if agreement.get("mean_kendalls_w") is not None:
             lines.append(f"- agreement between judges: mean Kendall's W {_fmt(agreement['mean_kendalls_w'])} "

@@ -141,6 +141,18 @@ def merge_alternatives(pairs: Iterable[tuple[str, float]], n: int) -> dict[str, 
     return dict(ranked)
 
 
+def prompt_tokens_read(completion: Completion) -> int | None:
+    """How many prompt tokens the model read for ``completion``: not those its cache already held
+    (in-process: llama.cpp's own count; a server: its prompt tokens less the cached ones it
+    reports), or None when the backend does not say."""
+    counters = completion.counters
+    if "prompt_eval_tokens" in counters:
+        return int(counters["prompt_eval_tokens"])
+    if completion.prompt_tokens is not None and "prompt_cached_tokens" in counters:
+        return completion.prompt_tokens - int(counters["prompt_cached_tokens"])
+    return None
+
+
 class PromptTooLong(BackendError):
     """The prompt leaves no room in the context for an answer (in-process: counted before any
     work; served: the server refused it as too long)."""

@@ -61,7 +61,8 @@ class BackendFactory:
 
         return LlamaBackend(path, n_ctx=generation.n_ctx, n_batch=generation.n_batch,
                             n_threads=generation.n_threads, n_gpu_layers=model.n_gpu_layers, seed=generation.seed,
-                            chat_template=model.chat_template, n_parallel=generation.n_parallel)
+                            chat_template=model.chat_template, n_parallel=generation.n_parallel,
+                            flash_attn=generation.flash_attn)
 
     def judge(self, judge: JudgeConfig, path: Path | None, log_path: Path) -> Backend:
         """A local GGUF judge in-process or behind a llama.cpp server raq starts (its log at
@@ -77,10 +78,11 @@ class BackendFactory:
             from .llama import LlamaBackend
 
             return LlamaBackend(path, n_ctx=judge.n_ctx, n_batch=judge.n_batch, n_threads=judge.n_threads,
-                                n_gpu_layers=judge.n_gpu_layers, seed=judge.seed, reuse_prefix=True)
+                                n_gpu_layers=judge.n_gpu_layers, seed=judge.seed, reuse_prefix=True,
+                                flash_attn=judge.flash_attn)
         from .local_server import LocalServerBackend
 
         return LocalServerBackend(path, judge.id, n_ctx=judge.n_ctx, n_threads=judge.n_threads,
                                   n_gpu_layers=judge.n_gpu_layers, seed=judge.seed, log_path=log_path,
                                   timeout_s=judge.timeout_s, max_in_flight=judge.max_in_flight,
-                                  logits_all=judge.protocol in SCORING_PROTOCOLS)
+                                  logits_all=judge.protocol in SCORING_PROTOCOLS, flash_attn=judge.flash_attn)

@@ -57,7 +57,8 @@ class LlamaBackend:
 
     def __init__(self, path: str | Path, *, n_ctx: int, n_batch: int, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int = 0, chat_template: str | None = None,
-                 n_parallel: int = 1, reuse_prefix: bool = False) -> None:
+                 n_parallel: int = 1, reuse_prefix: bool = False, flash_attn: bool = False,
+                 n_ubatch: int | None = None) -> None:
         try:
             import llama_cpp
         except ImportError as error:  # pragma: no cover - a dependency of raq
@@ -70,7 +71,8 @@ class LlamaBackend:
         try:
             with quiet():
                 self.llm: Any = llama_cpp.Llama(
-                    model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                    model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch or n_batch,
+                    flash_attn=flash_attn,
                     n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers,
                     seed=seed, logits_all=False, verbose=False,
                 )
@@ -79,6 +81,8 @@ class LlamaBackend:
         self._n_ctx: int = self.llm.n_ctx()
         self.n_ctx: int | None = self._n_ctx
         self.n_batch = n_batch
+        self.n_ubatch = min(n_ubatch or n_batch, n_batch)
+        self.flash_attn = flash_attn
         self.n_gpu_layers = n_gpu_layers
         self.seed = seed
         self.capacity = n_parallel
@@ -97,7 +101,7 @@ class LlamaBackend:
         self.batched: BatchedDecoder | None = None
         if n_parallel > 1:
             try:
-                self.batched = BatchedDecoder(self, n_parallel=n_parallel)
+                self.batched = BatchedDecoder(self, n_parallel=n_parallel, flash_attn=flash_attn)
             except BaseException:
                 self.llm.close()
                 raise
@@ -203,7 +207,7 @@ class LlamaBackend:
         try:
             start = time.perf_counter()
             seq = SequenceDecode(lib, vocab, self._piece_buf, limit=min(request.max_tokens, room),
-                                 stop=request.stop, start=start)
+                                 stop=request.stop, start=start, choices=request.choices)
             batch.decode_run(ctx, tokens[keep:], keep, 0, last_logits=True)
             self._cached = tokens if self.reuse_prefix else []
             batch.clear()
@@ -264,7 +268,8 @@ class LlamaBackend:
         meta = self.llm.metadata
         info = {
             "backend": BACKEND_NAME, "path": str(self.path),
-            "n_ctx": self.n_ctx, "n_batch": self.n_batch, "n_threads": self.n_threads,
+            "n_ctx": self.n_ctx, "n_batch": self.n_batch, "n_ubatch": self.n_ubatch,
+            "flash_attn": self.flash_attn, "n_threads": self.n_threads,
             "n_gpu_layers": self.n_gpu_layers, "seed": self.seed, "n_parallel": self.capacity,
             "reuse_prefix": self.reuse_prefix,
             "architecture": meta.get("general.architecture"), "name": meta.get("general.name"),

@@ -197,7 +197,7 @@ class BatchedDecoder:
                 raise PromptTooLong(f"prompt {i} of {len(tokens)} tokens does not fit the context of "
                                     f"{self.n_ctx_per_seq}")
             decode = SequenceDecode(self._lib, self._vocab, self._piece, limit=max(1, min(request.max_tokens, room)),
-                                    stop=request.stop, start=0.0)
+                                    stop=request.stop, start=0.0, choices=request.choices)
             seqs.append(BatchSeq(index=i, request=request, tokens=tokens, decode=decode))
         return seqs
 

@@ -20,16 +20,21 @@ class SequenceDecode:
     """The generated tokens and text bytes of one sequence, its token ``limit`` and ``stop``
     strings, the time to its first token (from ``start``, a ``time.perf_counter()`` value), how
     it finished (``finish``; ``cut``: where a stop string begins in the text), and the most likely
-    tokens of every kept step when the request asked for them (``top_logprobs``)."""
+    tokens of every kept step when the request asked for them (``top_logprobs``).
 
-    __slots__ = ("_lib", "_piece", "_vocab", "cut", "finish", "generated", "limit", "start", "stop",
+    With ``choices`` (a request constrained to one of these strings) the sequence ends as soon as
+    its text is a choice that no longer choice extends: the grammar allows nothing but the end
+    of generation there, so the step that would read that end is not run."""
+
+    __slots__ = ("_lib", "_piece", "_vocab", "choices", "cut", "finish", "generated", "limit", "start", "stop",
                  "text_bytes", "top_logprobs", "ttft")
 
     def __init__(self, lib: Any, vocab: Any, piece_buf: Any, *, limit: int, stop: Sequence[str],
-                 start: float) -> None:
+                 start: float, choices: Sequence[str] = ()) -> None:
         self._lib, self._vocab, self._piece = lib, vocab, piece_buf
         self.limit = limit
         self.stop = tuple(stop)
+        self.choices = frozenset(choices)
         self.start = start
         self.generated: list[int] = []
         self.text_bytes = bytearray()
@@ -58,10 +63,18 @@ class SequenceDecode:
             if self.cut is not None:
                 self.finish = "stop"
                 return True
+        if self.choices and self._chosen():
+            self.finish = "stop"
+            return True
         if len(self.generated) >= self.limit:
             self.finish = "length"
             return True
         return False
+
+    def _chosen(self) -> bool:
+        """The text is one of the choices and no other choice begins with it."""
+        text = self.text_bytes.decode("utf-8", errors="ignore")
+        return text in self.choices and not any(c != text and c.startswith(text) for c in self.choices)
 
     @property
     def last_token(self) -> int:

@@ -50,8 +50,9 @@ class LocalServer:
 
     def __init__(self, gguf: str | Path, alias: str, *, n_ctx: int = 4096, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int = 0, log_path: str | Path | None = None,
-                 start_timeout_s: float = 180.0, logits_all: bool = False) -> None:
+                 start_timeout_s: float = 180.0, logits_all: bool = False, flash_attn: bool = False) -> None:
         self.gguf = Path(gguf)
+        self.flash_attn = flash_attn
         self.alias = alias
         self.n_ctx, self.n_threads, self.n_gpu_layers, self.seed = n_ctx, n_threads, n_gpu_layers, seed
         self.logits_all = logits_all
@@ -70,7 +71,8 @@ class LocalServer:
                 "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
                 "--n_ctx", str(self.n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
                 "--n_gpu_layers", str(self.n_gpu_layers), "--seed", str(self.seed),
-                "--logits_all", "true" if self.logits_all else "false", "--verbose", "false"]
+                "--logits_all", "true" if self.logits_all else "false",
+                "--flash_attn", "true" if self.flash_attn else "false", "--verbose", "false"]
 
     def start(self) -> "LocalServer":
         self.port = free_port()
@@ -140,9 +142,10 @@ class LocalServerBackend:
 
     def __init__(self, gguf: str | Path, alias: str, *, n_ctx: int = 4096, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int = 0, log_path: str | Path | None = None,
-                 timeout_s: float = 300.0, max_in_flight: int = 1, logits_all: bool = False) -> None:
+                 timeout_s: float = 300.0, max_in_flight: int = 1, logits_all: bool = False,
+                 flash_attn: bool = False) -> None:
         self.server = LocalServer(gguf, alias, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                                  seed=seed, log_path=log_path, logits_all=logits_all).start()
+                                  seed=seed, log_path=log_path, logits_all=logits_all, flash_attn=flash_attn).start()
         try:
             self.http = OpenAIBackend([self.server.base_url], alias, max_in_flight=max_in_flight,
                                       timeout_s=timeout_s, structured="json_object")
@@ -175,7 +178,7 @@ class LocalServerBackend:
     def info(self) -> dict[str, Any]:
         return {**self.http.info(), "backend": "llama.cpp server", "gguf": str(self.server.gguf),
                 "pid": self.pid, "n_ctx": self.n_ctx, "n_gpu_layers": self.server.n_gpu_layers,
-                "logits_all": self.server.logits_all}
+                "logits_all": self.server.logits_all, "flash_attn": self.server.flash_attn}
 
     def close(self) -> None:
         try:

@@ -322,6 +322,9 @@ class OpenAIBackend:
         if usage is not None:
             prompt_tokens, generated = usage.prompt_tokens, usage.completion_tokens
             counters["token_counts"] = "server usage"
+            cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+            if isinstance(cached, int):
+                counters["prompt_cached_tokens"] = cached
         else:
             prompt_tokens, generated = None, chunks or 0
             counters["token_counts"] = "stream chunks"
