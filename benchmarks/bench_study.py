@@ -120,10 +120,10 @@ def judgement_prompts(judge: Any, config: Any, question: Any, texts: dict[str, s
     return [judge.messages_for(question, [texts[m] for m in judgement.order], judgement.labels)]
 
 
-def replayed_reads(run_dir: Path, judge_gguf: Path) -> list[int]:
-    """Prompt tokens a prefix-keeping server read for each judgement of ``run_dir``, in the order
-    they were made: each prompt less the prefix it shares with the previous one (first tries; a
-    retry is counted as a whole prompt)."""
+def replayed_reads(run_dir: Path, judge_gguf: Path) -> tuple[list[int], list[int]]:
+    """Prompt tokens sent and read by a prefix-keeping server for each judgement of ``run_dir``,
+    in the order they were made: each prompt, and each prompt less the prefix it shares with the
+    previous one (first tries; a retry is counted as a whole prompt)."""
     from raq.backends.llama import LlamaBackend
     from raq.config import parse_config
     from raq.judges import make_judge
@@ -136,13 +136,13 @@ def replayed_reads(run_dir: Path, judge_gguf: Path) -> list[int]:
     for answer in results.answers:
         texts.setdefault(answer.question_id, {})[answer.model_id] = answer.text
     previous: list[int] = []
-    reads = []
+    sent, reads = [], []
     try:
         configs = {j.id: j for j in study.judge_list}
         judges = {j.id: make_judge(j, backend) for j in study.judge_list}
         for judgement in results.judgements:
             question = questions[judgement.question_id]
-            read = 0
+            read = total = 0
             for messages in judgement_prompts(judges[judgement.judge_id], configs[judgement.judge_id], question,
                                               texts[question.question_id], judgement):
                 tokens = backend.prompt_tokens(Request.chat(messages))
@@ -152,26 +152,35 @@ def replayed_reads(run_dir: Path, judge_gguf: Path) -> list[int]:
                         break
                     kept += 1
                 read += len(tokens) - kept
+                total += len(tokens)
                 previous = tokens
             extra = judgement.attempts - 1 if configs[judgement.judge_id].protocol in ("raq", "paper") else 0
             reads.append(read + extra * len(previous))
+            sent.append(total + extra * len(previous))
     finally:
         backend.close()
-    return reads
+    return sent, reads
 
 
 def judge_tokens(run_dir: Path, judge_gguf: Path | None) -> dict[str, Any]:
     """The judge's prompt tokens per question: sent, and read (see :func:`replayed_reads`)."""
     judgements = raq.load_run(run_dir).judgements
     questions = len({j.question_id for j in judgements}) or 1
-    sent = [j.prompt_tokens for j in judgements]
-    read = [j.prompt_tokens_read for j in judgements]
+    sent: list[int | None] = [j.prompt_tokens for j in judgements]
+    read: list[int | None] = [j.prompt_tokens_read for j in judgements]
     how = "recorded by the judge's backend"
     if any(r is None for r in read) and judge_gguf is not None:
-        read, how = replayed_reads(run_dir, judge_gguf), "replayed through the judge's tokenizer"
-    return {"sent_per_question": sum(sent) / questions if all(s is not None for s in sent) else None,
-            "read_per_question": sum(read) / questions if all(r is not None for r in read) else None,
+        replayed_sent, replayed_read = replayed_reads(run_dir, judge_gguf)
+        how = "replayed through the judge's tokenizer"
+        read = list(replayed_read)
+        sent = [s if s is not None else r for s, r in zip(sent, replayed_sent)]
+    return {"sent_per_question": per_question(sent, questions), "read_per_question": per_question(read, questions),
             "read_counted": how, "judgements": len(judgements), "questions": questions}
+
+
+def per_question(counts: list[int | None], questions: int) -> float | None:
+    known = [c for c in counts if c is not None]
+    return sum(known) / questions if len(known) == len(counts) else None
 
 
 def check_accuracy(path: Path) -> dict[str, Any] | None:

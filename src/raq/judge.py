@@ -47,10 +47,7 @@ class PromptTally:
         self.read: int | None = 0
 
     def add(self, completion: Completion) -> None:
-        read = prompt_tokens_read(completion)
-        self.tokens = None if self.tokens is None or completion.prompt_tokens is None \
-            else self.tokens + completion.prompt_tokens
-        self.read = None if self.read is None or read is None else self.read + read
+        self.add_counts(completion.prompt_tokens, prompt_tokens_read(completion))
 
     def add_counts(self, tokens: int | None, read: int | None) -> None:
         self.tokens = None if self.tokens is None or tokens is None else self.tokens + tokens
