@@ -211,6 +211,11 @@ def ranks_from_scores(scores: Mapping[str, float]) -> dict[str, float]:
             for model, score in scores.items()}
 
 
+def counted(asked: Mapping[str, Any]) -> dict[str, Any]:
+    """What a scoring judge's detail entry keeps of what an ask cost: attempts and prompt tokens."""
+    return {key: asked[key] for key in ("attempts", "prompt_tokens", "prompt_tokens_read")}
+
+
 class ChoiceAsker:
     """Asks a judge for one of a few options (a grade, a letter), retrying a reply that names
     none or several; keeps every reply and reads the options' probabilities when it can."""

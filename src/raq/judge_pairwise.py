@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import prompts
-from .judge import ScoringJudge
+from .judge import ScoringJudge, counted
 from .records import Judgement, Question
 
 LABELS = ("A", "B")
@@ -76,9 +76,7 @@ class PairwiseJudge(ScoringJudge):
             replies.extend(compared["replies"])
             details.append({"shown": [first, second], "reply": compared["reply"], "winner": compared["winner"],
                             "probs": compared["probs"], "mass": compared["mass"], "logprobs": compared["logprobs"],
-                            "attempts": compared["attempts"],
-                            "prompt_tokens": compared["prompt_tokens"],
-                            "prompt_tokens_read": compared["prompt_tokens_read"]})
+                            **counted(compared)})
             if compared["winner"] is None:
                 error = f"no choice between {first} and {second}: {compared['error']}"
                 break

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import prompts
-from .judge import ScoringJudge
+from .judge import ScoringJudge, counted
 from .records import Judgement, Question
 
 #: Words a judge may write instead of a grade.
@@ -59,10 +59,7 @@ class PointwiseJudge(ScoringJudge):
             replies.extend(graded.pop("replies"))
             details.append({"model": model, "reply": graded["reply"], "grade": graded["grade"],
                             "score": graded["score"], "grade_probs": graded["grade_probs"],
-                            "grade_mass": graded["mass"], "grade_logprobs": graded["logprobs"],
-                            "attempts": graded["attempts"],
-                            "prompt_tokens": graded["prompt_tokens"],
-                            "prompt_tokens_read": graded["prompt_tokens_read"]})
+                            "grade_mass": graded["mass"], "grade_logprobs": graded["logprobs"], **counted(graded)})
             if graded["grade"] is None:
                 error = f"no grade for the answer of {model}: {graded['error']}"
                 break
