@@ -166,12 +166,39 @@ def test_an_answer_cannot_forge_the_prompt() -> None:
 
 
 def test_a_bad_grade_is_retried_with_the_reason_then_fails_the_judgement() -> None:
-    backend = FakeBackend(["I think it is fine", "yes", "maybe", "unsure", "still unsure"])
+    # every try asks all grades still missing together: right, wrong; right, wrong; wrong
+    backend = FakeBackend(["I think it is fine", "hard to say", "yes", "maybe", "unsure"])
     verdict = PointwiseJudge(config("pointwise", max_retries=2), backend).judge(QUESTION, ANSWERS, ["right", "wrong"])
-    assert backend.requests[1].messages[-1]["content"].startswith("That reply could not be used")  # type: ignore[index]
+    assert backend.requests[2].messages[-1]["content"].startswith("That reply could not be used")  # type: ignore[index]
+    assert candidate(backend.requests[4]) == "Carolina Panthers" and len(backend.requests) == 5
     assert not verdict.ok and verdict.ranks == {} and verdict.scores == {}
     assert "wrong" in verdict.error and verdict.attempts == 5 and len(verdict.raw_replies) == 5
-    assert verdict.details[0]["attempts"] == 2 and verdict.details[1]["grade"] is None
+    assert verdict.details[0]["attempts"] == 2 and verdict.details[0]["grade"] == "yes"
+    assert verdict.details[1]["grade"] is None and verdict.details[1]["attempts"] == 3
+
+
+class BatchCounting(FakeBackend):
+    """Records how many requests each ``complete_many`` call carried."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.calls: list[int] = []
+
+    def complete_many(self, requests):  # type: ignore[no-untyped-def]
+        self.calls.append(len(requests))
+        yield from reversed(list(super().complete_many(requests)))  # out of order, as a server may
+
+
+@pytest.mark.parametrize("protocol", ["pointwise", "pairwise"])
+def test_a_questions_prompts_go_to_the_backend_together(protocol: str) -> None:
+    backend = BatchCounting(default=grader if protocol == "pointwise" else fair_pairs)
+    judge = make_judge(config(protocol), backend)
+    verdict = judge.judge(QUESTION, ANSWERS, MODELS)
+    assert verdict.ok and backend.calls == [3 if protocol == "pointwise" else 6]
+    if protocol == "pointwise":  # completions that come back out of order still belong to their answer
+        assert verdict.scores == {"right": 1.0, "sentence": 1.0, "wrong": 0.0}
+    else:
+        assert verdict.scores == {"right": 1.5, "sentence": 1.5, "wrong": 0.0}
 
 
 # --- pairwise ---------------------------------------------------------------------------------
@@ -213,8 +240,9 @@ def test_copeland_counts_wins_and_half_ties() -> None:
 def test_a_failed_comparison_fails_the_pairwise_judgement() -> None:
     verdict = PairwiseJudge(config("pairwise", max_retries=0), FakeBackend(["A", "both"])).judge(
         QUESTION, ANSWERS, MODELS)
-    assert not verdict.ok and verdict.ranks == {} and "no choice between" in verdict.error
-    assert len(verdict.details) == 2
+    assert not verdict.ok and verdict.ranks == {} and verdict.scores == {}
+    assert verdict.error.startswith("no choice between right and wrong")  # the second pair asked
+    assert len(verdict.details) == 6 and [d["winner"] is None for d in verdict.details].count(True) == 1
 
 
 # --- the prompt tokens of a judgement ---------------------------------------------------------
@@ -270,7 +298,7 @@ def test_the_prompt_tokens_of_retries_and_of_a_failed_judgement_are_counted() ->
     failed = FakeBackend(["no ranking", "still none"])
     verdict = Judge(config("raq", max_retries=1), failed).judge(QUESTION, ANSWERS, MODELS)
     assert not verdict.ok and verdict.prompt_tokens == prompt_words(failed)
-    pointwise = CachingFake(["I think it is fine", "yes", "maybe", "unsure"])
+    pointwise = CachingFake(["I think it is fine", "hard to say", "maybe", "unsure"])
     verdict = PointwiseJudge(config("pointwise", max_retries=1), pointwise).judge(QUESTION, ANSWERS, ["right", "wrong"])
     assert not verdict.ok and len(pointwise.requests) == 4 and [d["attempts"] for d in verdict.details] == [2, 2]
     assert verdict.prompt_tokens == prompt_words(pointwise) and verdict.prompt_tokens_read == sum(pointwise.read)
@@ -322,6 +350,41 @@ def test_a_pointwise_judge_in_this_process_reads_the_shared_prefix_once() -> Non
     assert first["prompt_tokens_read"] == first["prompt_tokens"]  # a fresh cache: all of it
     assert all(d["prompt_tokens_read"] < first["prompt_tokens_read"] for d in later)
     assert following.details[0]["prompt_tokens_read"] < following.details[0]["prompt_tokens"]
+
+
+@pytest.mark.integration
+def test_an_in_process_judge_reads_a_questions_prompts_together_as_it_would_one_by_one() -> None:
+    from conftest import demo_model
+    from raq.backends.llama import LlamaBackend
+
+    path = demo_model("smollm2-135m-instruct")
+    single = LlamaBackend(path, n_ctx=1024, n_batch=64, n_threads=1, seed=7, reuse_prefix=True)
+    joint = LlamaBackend(path, n_ctx=1024, n_batch=64, n_threads=1, seed=7, reuse_prefix=True, n_parallel=4,
+                         joint_prompts=True)
+    other = Question("q2", "Who lost Super Bowl 50?", "", ["Carolina Panthers", "the Panthers"])
+    answers = {**ANSWERS, "long": "It was the Denver Broncos, in February 2016, " * 4}  # one prompt longer
+    models = list(answers)
+    try:
+        alone = [PointwiseJudge(config("pointwise", max_retries=0), single).judge(q, answers, models)
+                 for q in (QUESTION, other)]
+        together = [PointwiseJudge(config("pointwise", max_retries=0), joint).judge(q, answers, models)
+                    for q in (QUESTION, other)]
+        assert joint.info()["joint_prompts"] and joint.batched is not None and joint.batched.kv_unified
+    finally:
+        single.close()
+        joint.close()
+    for one, both in zip(alone, together):
+        assert one.ok and both.ok, (one.raw_replies, both.raw_replies)
+        assert [d["grade"] for d in both.details] == [d["grade"] for d in one.details]
+        # each prompt attends to its own tokens only: the same probabilities up to rounding
+        assert both.scores == pytest.approx(one.scores, abs=0.02)
+        assert both.prompt_tokens == one.prompt_tokens
+    first, second = together
+    # the first question reads the shared prefix once and every answer after it; the second keeps
+    # the shared system message from the first
+    suffixes = [d["prompt_tokens_read"] for d in first.details]
+    assert suffixes[0] > max(suffixes[1:]) and first.prompt_tokens_read < first.prompt_tokens
+    assert second.details[0]["prompt_tokens_read"] < first.details[0]["prompt_tokens_read"]
 
 
 # --- choosing the protocol --------------------------------------------------------------------

@@ -121,6 +121,9 @@ class JudgeConfig(_Strict):
                               "'in-process' (the same llama.cpp backend as the contestants, no server)")
     n_batch: int = Field(512, ge=1, description="local judge: prompt tokens per llama.cpp batch")
     flash_attn: bool = Field(False, description="local judge: llama.cpp's flash attention")
+    n_parallel: int = Field(8, ge=1, le=63, description="in-process scoring judge: prompts of one question read "
+                                                        "together in one batch, their shared part once (1: one "
+                                                        "after another)")
     base_url: str | None = Field(None, description="remote judge: an OpenAI-compatible base URL")
     model: str | None = Field(None, description="remote judge: the model name the endpoint serves")
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")

@@ -228,34 +228,64 @@ class ChoiceAsker:
         """``{"reply", "replies", "choice" (None after the last failed try), "probs", "mass", "logprobs",
         "attempts", "error", "prompt_tokens", "prompt_tokens_read"}`` (the tokens over all tries);
         ``retry(reason)`` is the follow-up message after a bad reply."""
-        replies: list[str] = []
-        reason = ""
-        tally = PromptTally()
+        return self.ask_many([messages], options, retry, words)[0]
+
+    def ask_many(self, conversations: Sequence[list[dict[str, str]]], options: Sequence[str], retry: Any,
+                 words: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """:meth:`ask` for several prompts at once, in order: every attempt of all prompts still
+        without a choice goes to the backend's ``complete_many`` together (an in-process judge
+        decodes them in one batch, their shared prefix read once)."""
+        asks = [_Ask(list(messages)) for messages in conversations]
         for attempt in range(self.config.max_retries + 1):
-            request = Request.chat(messages, max_tokens=self.config.max_tokens, sampling=self.sampling,
-                                   seed=self.config.seed + attempt, choices=tuple(options), logprobs=LOGPROBS)
+            open_asks = [a for a in asks if a.result is None]
+            if not open_asks:
+                break
+            requests = [Request.chat(a.messages, max_tokens=self.config.max_tokens, sampling=self.sampling,
+                                     seed=self.config.seed + attempt, choices=tuple(options), logprobs=LOGPROBS)
+                        for a in open_asks]
             try:
-                completion = self.backend.complete(request)
+                completions = dict(self.backend.complete_many(requests))
             except BackendError as error:
                 raise JudgeError(f"judge {self.config.id!r}: {error}") from None
-            tally.add(completion)
-            replies.append(completion.text)
-            try:
-                choice = read_choice(completion.text, options, words)
-            except RankingParseError as error:
-                reason = error.reason
-                messages = [*messages, {"role": "assistant", "content": completion.text}, retry(reason)]
-                continue
-            bare = completion.text.strip(" \t\n*_`'\".:").lower() == choice.lower()  # the reply is the choice alone
-            logprobs = option_logprobs(completion, options) if bare else None
-            probs = option_probs(logprobs)
-            return {"reply": completion.text, "replies": replies, "choice": choice, "attempts": attempt + 1,
-                    "probs": probs[0] if probs else None, "mass": probs[1] if probs else None,
-                    "logprobs": logprobs if probs else None, "error": "",
-                    "prompt_tokens": tally.tokens, "prompt_tokens_read": tally.read}
-        return {"reply": replies[-1] if replies else "", "replies": replies, "choice": None,
-                "attempts": len(replies), "probs": None, "mass": None, "logprobs": None, "error": reason,
-                "prompt_tokens": tally.tokens, "prompt_tokens_read": tally.read}
+            for index, a in enumerate(open_asks):
+                a.take(completions[index], attempt, options, words, retry)
+        return [a.result if a.result is not None else a.failed() for a in asks]
+
+
+class _Ask:
+    """One prompt's tries in :meth:`ChoiceAsker.ask_many`."""
+
+    def __init__(self, messages: list[dict[str, str]]) -> None:
+        self.messages = messages
+        self.replies: list[str] = []
+        self.reason = ""
+        self.tally = PromptTally()
+        self.result: dict[str, Any] | None = None
+
+    def take(self, completion: Completion, attempt: int, options: Sequence[str], words: Mapping[str, str] | None,
+             retry: Any) -> None:
+        """Read one reply: the result, or the follow-up for the next try."""
+        self.tally.add(completion)
+        self.replies.append(completion.text)
+        try:
+            choice = read_choice(completion.text, options, words)
+        except RankingParseError as error:
+            self.reason = error.reason
+            self.messages = [*self.messages, {"role": "assistant", "content": completion.text}, retry(self.reason)]
+            return
+        bare = completion.text.strip(" \t\n*_`'\".:").lower() == choice.lower()  # the reply is the choice alone
+        logprobs = option_logprobs(completion, options) if bare else None
+        probs = option_probs(logprobs)
+        self.result = {"reply": completion.text, "replies": self.replies, "choice": choice, "attempts": attempt + 1,
+                       "probs": probs[0] if probs else None, "mass": probs[1] if probs else None,
+                       "logprobs": logprobs if probs else None, "error": "",
+                       "prompt_tokens": self.tally.tokens, "prompt_tokens_read": self.tally.read}
+
+    def failed(self) -> dict[str, Any]:
+        """The result after the last failed try."""
+        return {"reply": self.replies[-1] if self.replies else "", "replies": self.replies, "choice": None,
+                "attempts": len(self.replies), "probs": None, "mass": None, "logprobs": None, "error": self.reason,
+                "prompt_tokens": self.tally.tokens, "prompt_tokens_read": self.tally.read}
 
 
 class ScoringJudge:

@@ -54,33 +54,34 @@ class PairwiseJudge(ScoringJudge):
     protocol = "pairwise"
     labels = LABELS
 
-    def compare(self, question: Question, answers: Mapping[str, str], first: str, second: str) -> dict[str, Any]:
-        messages = prompts.pairwise_messages(question, answers[first], answers[second], LABELS,
-                                             context_chars=self.config.context_chars,
-                                             show_context=self.config.context_shown)
-        asked = self.asker.ask(messages, LABELS, lambda reason: prompts.choice_retry_message(reason, LABELS))
-        winner = None if asked["choice"] is None else (first, second)[LABELS.index(asked["choice"])]
-        return {**asked, "winner": winner}
+    def messages(self, question: Question, answers: Mapping[str, str], first: str, second: str) -> list[dict[str, str]]:
+        """The prompt that shows ``first``'s answer as A and ``second``'s as B."""
+        return prompts.pairwise_messages(question, answers[first], answers[second], LABELS,
+                                         context_chars=self.config.context_chars,
+                                         show_context=self.config.context_shown)
 
     def judge(self, question: Question, answers: Mapping[str, str], model_ids: Sequence[str],
               order_index: int = 0) -> Judgement:
-        """Compare all pairs, grouped by the answer shown first (so consecutive prompts share the
-        longest prefix); a failed comparison fails the judgement."""
+        """Compare all pairs, asked together and grouped by the answer shown first (so consecutive
+        prompts share the longest prefix); a failed comparison fails the judgement."""
         start = time.monotonic()
+        pairs = list(itertools.permutations(model_ids, 2))
+        asked = self.asker.ask_many([self.messages(question, answers, a, b) for a, b in pairs], LABELS,
+                                    lambda reason: prompts.choice_retry_message(reason, LABELS))
         details: list[dict[str, Any]] = []
         replies: list[str] = []
         winners: dict[tuple[str, str], str] = {}
         error = ""
-        for first, second in itertools.permutations(model_ids, 2):
-            compared = self.compare(question, answers, first, second)
+        for (first, second), compared in zip(pairs, asked):
+            winner = None if compared["choice"] is None else (first, second)[LABELS.index(compared["choice"])]
             replies.extend(compared["replies"])
-            details.append({"shown": [first, second], "reply": compared["reply"], "winner": compared["winner"],
+            details.append({"shown": [first, second], "reply": compared["reply"], "winner": winner,
                             "probs": compared["probs"], "mass": compared["mass"], "logprobs": compared["logprobs"],
                             **counted(compared)})
-            if compared["winner"] is None:
-                error = f"no choice between {first} and {second}: {compared['error']}"
-                break
-            winners[(first, second)] = compared["winner"]
+            if winner is None:
+                error = error or f"no choice between {first} and {second}: {compared['error']}"
+            else:
+                winners[(first, second)] = winner
         probs = {tuple(d["shown"]): d["probs"]["A"] for d in details if d["probs"]}
         scores = copeland_scores(model_ids, winners, probs if len(probs) == len(details) else None) if not error else {}
         return self.judgement(question, model_ids, order_index, scores, details, replies, error, start)

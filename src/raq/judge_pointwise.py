@@ -33,14 +33,14 @@ class PointwiseJudge(ScoringJudge):
 
     protocol = "pointwise"
 
-    def grade(self, question: Question, answer: str) -> dict[str, Any]:
-        """One answer's grade: the asker's record plus ``grade`` (the option, or None) and ``score``."""
+    def messages(self, question: Question, answer: str) -> list[dict[str, str]]:
+        """The prompt that asks for one answer's grade."""
         config = self.config
-        options = prompts.GRADES[config.grades]
-        messages = prompts.pointwise_messages(question, answer, grades=config.grades,
-                                              context_chars=config.context_chars, show_context=config.context_shown)
-        asked = self.asker.ask(messages, options, lambda reason: prompts.choice_retry_message(reason, options),
-                               GRADE_WORDS[config.grades])
+        return prompts.pointwise_messages(question, answer, grades=config.grades,
+                                          context_chars=config.context_chars, show_context=config.context_shown)
+
+    def scored(self, asked: dict[str, Any]) -> dict[str, Any]:
+        """One answer's grade from the asker's record: ``grade`` (the option, or None) and ``score``."""
         probs, grade = asked["probs"], asked["choice"]
         score = (sum(prompts.GRADE_VALUES[g] * p for g, p in probs.items()) if probs
                  else None if grade is None else prompts.GRADE_VALUES[grade])
@@ -48,20 +48,25 @@ class PointwiseJudge(ScoringJudge):
 
     def judge(self, question: Question, answers: Mapping[str, str], model_ids: Sequence[str],
               order_index: int = 0) -> Judgement:
-        """Grade the answers of ``model_ids``; a failed grade fails the judgement (never a guess)."""
+        """Grade the answers of ``model_ids``, asked together (an in-process judge decodes them in
+        one batch); a failed grade fails the judgement (never a guess)."""
         start = time.monotonic()
+        options = prompts.GRADES[self.config.grades]
+        asked = self.asker.ask_many([self.messages(question, answers[m]) for m in model_ids], options,
+                                    lambda reason: prompts.choice_retry_message(reason, options),
+                                    GRADE_WORDS[self.config.grades])
         details: list[dict[str, Any]] = []
         replies: list[str] = []
         scores: dict[str, float] = {}
         error = ""
-        for model in model_ids:
-            graded = self.grade(question, answers[model])
+        for model, one in zip(model_ids, asked):
+            graded = self.scored(one)
             replies.extend(graded.pop("replies"))
             details.append({"model": model, "reply": graded["reply"], "grade": graded["grade"],
                             "score": graded["score"], "grade_probs": graded["grade_probs"],
                             "grade_mass": graded["mass"], "grade_logprobs": graded["logprobs"], **counted(graded)})
             if graded["grade"] is None:
-                error = f"no grade for the answer of {model}: {graded['error']}"
-                break
-            scores[model] = float(graded["score"])
+                error = error or f"no grade for the answer of {model}: {graded['error']}"
+            else:
+                scores[model] = float(graded["score"])
         return self.judgement(question, model_ids, order_index, scores, details, replies, error, start)

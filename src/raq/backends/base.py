@@ -146,6 +146,8 @@ def prompt_tokens_read(completion: Completion) -> int | None:
     (in-process: llama.cpp's own count; a server: its prompt tokens less the cached ones it
     reports), or None when the backend does not say."""
     counters = completion.counters
+    if "prompt_read_tokens" in counters:  # batched: its own prompt beyond the shared prefix (+ that, once)
+        return int(counters["prompt_read_tokens"])
     if "prompt_eval_tokens" in counters:
         return int(counters["prompt_eval_tokens"])
     if completion.prompt_tokens is not None and "prompt_cached_tokens" in counters:

@@ -79,7 +79,8 @@ class BackendFactory:
 
             return LlamaBackend(path, n_ctx=judge.n_ctx, n_batch=judge.n_batch, n_threads=judge.n_threads,
                                 n_gpu_layers=judge.n_gpu_layers, seed=judge.seed, reuse_prefix=True,
-                                flash_attn=judge.flash_attn)
+                                flash_attn=judge.flash_attn, joint_prompts=True,
+                                n_parallel=judge.n_parallel if judge.protocol in SCORING_PROTOCOLS else 1)
         from .local_server import LocalServerBackend
 
         return LocalServerBackend(path, judge.id, n_ctx=judge.n_ctx, n_threads=judge.n_threads,

@@ -9,7 +9,9 @@ judge, whose prompts for the orders of one question share all but the answers' o
 a prompt shares with the previous one stay in the KV cache and only the rest is read, as
 llama-cpp-python's server does. With ``n_parallel > 1`` the backend also owns a
 :class:`~raq.backends.llama_batched.BatchedDecoder`, and ``complete_many`` decodes that many
-requests together.
+requests together. With ``joint_prompts=True`` as well (a scoring judge, whose prompts for the
+answers to one question differ only in the answer) that decoder keeps one pool of KV cells, reads
+the prompts' shared prefix once and the rest of every prompt together in one batch.
 
 Structured output (a request's ``schema`` or ``tool``) is decoded under a llama.cpp grammar
 built as llama-cpp-python's server builds it, in the sampler chain its ``Llama`` builds; a
@@ -29,7 +31,7 @@ from typing import Any
 
 from ..errors import BackendError
 from .base import TEMPLATE_CONFIG, TEMPLATE_GGUF, Completion, PromptTooLong, Request, complete_each
-from .llama_batched import BatchedDecoder
+from .llama_batched import PREFIX_ALIGN, BatchedDecoder
 from .llama_decode import SequenceDecode
 from .llama_native import (
     NativeBatch,
@@ -58,7 +60,7 @@ class LlamaBackend:
     def __init__(self, path: str | Path, *, n_ctx: int, n_batch: int, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int = 0, chat_template: str | None = None,
                  n_parallel: int = 1, reuse_prefix: bool = False, flash_attn: bool = False,
-                 n_ubatch: int | None = None) -> None:
+                 n_ubatch: int | None = None, joint_prompts: bool = False) -> None:
         try:
             import llama_cpp
         except ImportError as error:  # pragma: no cover - a dependency of raq
@@ -87,6 +89,7 @@ class LlamaBackend:
         self.seed = seed
         self.capacity = n_parallel
         self.reuse_prefix = reuse_prefix
+        self.joint_prompts = joint_prompts and n_parallel > 1
         self._cached: list[int] = []  # prompt tokens held in the KV cache (with reuse_prefix)
         gguf_template = self.llm.metadata.get("tokenizer.chat_template") or None
         self.chat_template: str | None = chat_template or gguf_template
@@ -101,7 +104,10 @@ class LlamaBackend:
         self.batched: BatchedDecoder | None = None
         if n_parallel > 1:
             try:
-                self.batched = BatchedDecoder(self, n_parallel=n_parallel, flash_attn=flash_attn)
+                self.batched = BatchedDecoder(  # joint: one pool of cells for the prompts read together
+                    self, n_parallel=n_parallel, flash_attn=flash_attn, n_ctx=self._n_ctx if joint_prompts else None,
+                    kv_unified=joint_prompts, joint_prompts=joint_prompts,
+                    prefix_align=1 if joint_prompts else PREFIX_ALIGN)
             except BaseException:
                 self.llm.close()
                 raise
@@ -271,7 +277,7 @@ class LlamaBackend:
             "n_ctx": self.n_ctx, "n_batch": self.n_batch, "n_ubatch": self.n_ubatch,
             "flash_attn": self.flash_attn, "n_threads": self.n_threads,
             "n_gpu_layers": self.n_gpu_layers, "seed": self.seed, "n_parallel": self.capacity,
-            "reuse_prefix": self.reuse_prefix,
+            "reuse_prefix": self.reuse_prefix, "joint_prompts": self.joint_prompts,
             "architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
             "file_type": meta.get("general.file_type"),
             "chat_template": self.chat_template, "chat_template_source": self.chat_template_source,

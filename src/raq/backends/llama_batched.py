@@ -60,7 +60,7 @@ from typing import Any, Protocol
 
 from ..errors import BackendError
 from .base import Completion, PromptTooLong, Request
-from .llama_decode import BatchCall, BatchSeq, SequenceDecode
+from .llama_decode import BatchCall, BatchSeq, SequenceDecode, add_prompt_tokens
 from .llama_native import NativeBatch, greedy_token, new_context, top_logprobs
 
 #: The shared prefix is cut to a multiple of this many tokens. llama.cpp's CPU matrix kernels
@@ -104,7 +104,8 @@ class BatchedDecoder:
     def __init__(self, backend: DecoderHost, *, n_parallel: int = 4, n_ctx: int | None = None,
                  n_ctx_per_seq: int | None = None, n_batch: int | None = None, n_threads: int | None = None,
                  seed: int | None = None, flash_attn: bool = False, keep_prefix: bool = True,
-                 kv_unified: bool = False, share_prefix: bool = True) -> None:
+                 kv_unified: bool = False, share_prefix: bool = True, joint_prompts: bool = False,
+                 prefix_align: int = PREFIX_ALIGN) -> None:
         lib = backend.lib
         if n_parallel < 1:
             raise ValueError("n_parallel must be at least 1")
@@ -123,6 +124,8 @@ class BatchedDecoder:
         self.keep_prefix = keep_prefix
         self.kv_unified = kv_unified
         self.share_prefix = share_prefix
+        self.joint_prompts = joint_prompts
+        self.prefix_align = max(1, prefix_align)
         self._vocab = backend.vocab
         self._n_vocab = backend.n_vocab
         n_streams = 1 if kv_unified else n_parallel + 1
@@ -196,7 +199,10 @@ class BatchedDecoder:
             if room < 1:
                 raise PromptTooLong(f"prompt {i} of {len(tokens)} tokens does not fit the context of "
                                     f"{self.n_ctx_per_seq}")
-            decode = SequenceDecode(self._lib, self._vocab, self._piece, limit=max(1, min(request.max_tokens, room)),
+            limit = min(request.max_tokens, room)
+            if request.choices:  # the grammar allows one choice: never more tokens than its characters
+                limit = min(limit, max(len(c.encode("utf-8")) for c in request.choices) + 1)
+            decode = SequenceDecode(self._lib, self._vocab, self._piece, limit=max(1, limit),
                                     stop=request.stop, start=0.0, choices=request.choices)
             seqs.append(BatchSeq(index=i, request=request, tokens=tokens, decode=decode))
         return seqs
@@ -211,7 +217,7 @@ class BatchedDecoder:
             while k < shared and tokens[k] == first[k]:
                 k += 1
             shared = k
-        return shared - shared % PREFIX_ALIGN
+        return shared - shared % self.prefix_align
 
     def _budget(self, seqs: list[BatchSeq], shared: int) -> int:
         """The KV cells the admitted sequences may reserve together; sets each one's need."""
@@ -267,17 +273,7 @@ class BatchedDecoder:
         batch = self._batch
         batch.clear()
         call.outputs.clear()
-        # A prompt is decoded on its own (in n_batch chunks, like LlamaBackend.complete); the
-        # sequences' new tokens go together in the other steps. Mixing one sequence's prompt
-        # tokens with other sequences' new tokens in one batch changes how llama.cpp splits
-        # the work, and with it the rounding: 3 of 24 Qwen answers differed that way.
-        s = next((q for q in call.active if q.fed < len(q.tokens)), None)
-        if s is not None:
-            take = min(len(s.tokens) - s.fed, batch.capacity)
-            last = batch.add_run(s.tokens[s.fed:s.fed + take], s.fed, s.slot, s.fed + take == len(s.tokens))
-            s.fed += take
-            if s.fed == len(s.tokens):
-                call.outputs.append((last, s))
+        if add_prompt_tokens(batch, call, joint=self.joint_prompts):
             return True
         # in slot order: with a stream per sequence llama.cpp computes consecutive
         # sequence ids in one pass and splits the batch at every gap or step back
@@ -303,7 +299,8 @@ class BatchedDecoder:
         total = time.perf_counter() - s.t_admit
         call.results[s.index] = s.decode.completion(
             len(s.tokens), total, {"batched": self.n_parallel, "slot": s.slot, "queue_s": s.t_admit - call.t0,
-                                   "shared_prefix_tokens": call.shared})
+                                   "shared_prefix_tokens": call.shared,
+                                   "prompt_read_tokens": len(s.tokens) - call.shared})
         self._lib.llama_memory_seq_rm(self._mem, s.slot, -1, -1)
         if s.sampler is not None:
             self._lib.llama_sampler_free(s.sampler)
@@ -327,6 +324,7 @@ class BatchedDecoder:
                   "batch_eval_ms": perf.t_eval_ms, "batch_eval_tokens": perf.n_eval}
         for c in results:
             c.counters.update(common)
+        results[0].counters["prompt_read_tokens"] += call.shared - reused  # the prefix, read once per call
         return results
 
     # -- the rest --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Completion, Request
-from .llama_native import stop_cut, token_piece
+from .llama_native import NativeBatch, stop_cut, token_piece
 
 
 class SequenceDecode:
@@ -128,3 +128,27 @@ class BatchCall:
     prompt_s: float = 0.0  # wall time of the prompt steps
     gen_only_s: float = 0.0  # wall time of the steps with new tokens only
     gen_only_tokens: int = 0
+
+
+def add_prompt_tokens(batch: NativeBatch, call: BatchCall, *, joint: bool) -> bool:
+    """Put prompt tokens of the call's sequences still reading their prompt into ``batch`` (and
+    ``call.outputs`` for each prompt that ends in it); False when none is reading its prompt.
+
+    By default one prompt per step (in ``n_batch`` chunks, like ``LlamaBackend.complete``): mixing
+    one sequence's prompt tokens with other sequences' tokens in one batch changes how llama.cpp
+    splits the work, and with it the rounding (3 of 24 Qwen answers differed that way). ``joint``
+    (a scoring judge, where no answer must match single-sequence decoding) puts the prompts of
+    all of them in one step, in slot order, as far as the batch holds them.
+    """
+    feeding = [q for q in call.active if q.fed < len(q.tokens)]  # in the order admitted
+    if not feeding:
+        return False
+    for s in sorted(feeding, key=lambda q: q.slot) if joint else feeding[:1]:
+        take = min(len(s.tokens) - s.fed, batch.capacity - batch.n)
+        if take <= 0:
+            break
+        last = batch.add_run(s.tokens[s.fed:s.fed + take], s.fed, s.slot, s.fed + take == len(s.tokens))
+        s.fed += take
+        if s.fed == len(s.tokens):
+            call.outputs.append((last, s))
+    return True
