@@ -134,7 +134,10 @@ def build_llama_bench(jobs: int) -> Path:
                          "llama-cpp-python==<installed version>`, unpack it under /tmp/lcp/, or set LLAMA_CPP_SRC "
                          "to its vendor/llama.cpp folder")
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    subprocess.run(["cmake", "-S", str(src), "-B", str(BUILD_DIR), *gen, "-DCMAKE_BUILD_TYPE=Release",
+    # as scripts/setup.sh builds llama-cpp-python: no AMX kernels on x86-64 (they crash on some AMX machines)
+    no_amx = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    flags = [f"-DCMAKE_C_FLAGS={no_amx}", f"-DCMAKE_CXX_FLAGS={no_amx}"] if platform.machine() == "x86_64" else []
+    subprocess.run(["cmake", "-S", str(src), "-B", str(BUILD_DIR), *gen, *flags, "-DCMAKE_BUILD_TYPE=Release",
                     "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON",
                     "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"], check=True)
     subprocess.run(["cmake", "--build", str(BUILD_DIR), "--target", "llama-bench", "-j", str(jobs)], check=True)

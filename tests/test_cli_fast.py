@@ -72,7 +72,9 @@ def test_run_writes_a_complete_run_and_prints_the_headline(finished: tuple[Path,
     assert main(["report", str(run_dir), "--out", str(run_dir / "again.html")]) == 0
     out = capsys.readouterr().out
     assert f"run directory: {run_dir}" in out
-    assert "mean rank (1 = best): alpha 1.00, beta 2.00, gamma 3.00; best: alpha" in out
+    # four questions cannot separate alpha from beta (Nemenyi p = 0.33): no model is named best
+    assert ("mean rank (1 = best): alpha 1.00, beta 2.00, gamma 3.00; no model is significantly better than the "
+            "others") in out
     assert f"report: {run_dir / 'again.html'}" in out and (run_dir / "again.html").stat().st_size > 0
 
 
@@ -112,7 +114,7 @@ def test_judge_adds_a_judge_and_stats_and_plan_read_the_run(run_copy: Path, tmp_
     (run_copy / "stats.json").unlink()
     assert main(["stats", str(run_copy)]) == 0
     assert json.loads((run_copy / "stats.json").read_text())["n_questions"] == N_QUESTIONS
-    assert "best: alpha" in capsys.readouterr().out
+    assert "no model is significantly better than the others" in capsys.readouterr().out
     assert main(["plan", "--pilot", str(run_copy), "--n-sim", "50"]) == 0
     out = capsys.readouterr().out
     assert "pilot mean ranks: alpha 1.500, beta 2.000, gamma 2.500" in out and "questions" in out

@@ -184,7 +184,7 @@ LAYERS = (
     ("backends", "backends.base", "backends.llama_native", "backends.llama_decode", "backends.llama",
      "backends.llama_batched", "backends.openai_http", "backends.local_server", "backends.fake", "backends.factory"),
     ("generator", "judge", "judge_pointwise", "judge_pairwise", "judges"),
-    ("stats", "power", "analysis", "judge_quality", "judge_accuracy"),
+    ("stats", "power", "plackett_luce", "length_bias", "decision", "analysis", "judge_quality", "judge_accuracy"),
     ("figures", "report", "html_report", "report_judge_check"),
     ("results",),
     ("checks", "runs", "answering", "judging", "judge_check"),

@@ -153,3 +153,25 @@ def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
         if not values.empty:
             result["metrics"][metric] = metric_statistics(values, metric, alpha=alpha, seed=seed)
     return result
+
+
+def decision_statistics(judgements: Sequence[Judgement], table: pd.DataFrame, stats: dict[str, Any],
+                        models: Sequence[str], alpha: float, seed: int) -> dict[str, Any]:
+    """What a user deciding between the models needs beside the tests: the Plackett-Luce worths of
+    every successful judgement, the judge's length preference, and the recommendation."""
+    from .decision import recommendation
+    from .length_bias import length_effect
+    from .plackett_luce import plackett_luce
+
+    try:
+        worths = plackett_luce(judgements, models, seed=seed)
+    except ValueError as error:
+        worths = {"note": str(error)}
+    timed = table[table["total_s"].notna() & (table["total_s"] > 0)] if "total_s" in table else table.iloc[:0]
+    if "decoding" in timed and timed["decoding"].nunique() > 1:
+        timed = timed.iloc[:0]  # timings of different decoding modes do not compare
+    per_model = {model: {"answers_per_s": len(rows) / float(rows["total_s"].sum()),
+                         "ttft_s": float(rows["ttft_s"].median())}
+                 for model, rows in timed.groupby("model_id")}
+    return {"plackett_luce": worths, "length": length_effect(table, seed=seed),
+            "recommendation": recommendation(stats, per_model, alpha=alpha)}

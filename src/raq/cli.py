@@ -119,15 +119,20 @@ def _headline(results) -> str:
     summary = results.summary
     lines = [f"run directory: {results.run_dir}"]
     if "mean_rank" in summary and summary["mean_rank"].notna().any():
-        best = summary["mean_rank"].idxmin()
+        from .decision import headline_best
+
+        best = headline_best(results.stats, alpha=results.stats.get("alpha", 0.05))  # only one the tests support
         ranks = ", ".join(f"{m} {r:.2f}" for m, r in summary["mean_rank"].sort_values().items())
-        lines.append(f"mean rank (1 = best): {ranks}; best: {best}")
+        lines.append(f"mean rank (1 = best): {ranks}; "
+                     + (f"best: {best}" if best else "no model is significantly better than the others"))
     friedman = results.stats.get("blocked", {}).get("friedman", {})
     kruskal = results.stats.get("paper", {}).get("kruskal", {})
     if friedman.get("p_value") is not None:
         kruskal_p = kruskal.get("p_value")
         lines.append(f"Friedman p = {friedman['p_value']:.3g}; Kruskal-Wallis (reference design) p = "
                      f"{kruskal_p if kruskal_p is None else format(kruskal_p, '.3g')}")
+    if results.recommendation.get("sentence"):
+        lines.append(f"which model: {results.recommendation['sentence']}")
     not_judged = results.stats.get("questions_not_judged")
     if not_judged:
         lines.append(f"questions without a valid judgement: {not_judged}")

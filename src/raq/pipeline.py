@@ -54,7 +54,7 @@ def load_study_questions(config: RunConfig) -> list[Question]:
 
 def analyse(run: RunDir, progress: bool | None = None) -> Results:
     """Build the table, summary, statistics, figure and reports from the run directory."""
-    from .analysis import model_summary, results_table, statistics
+    from .analysis import decision_statistics, model_summary, results_table, statistics
     from .judge_quality import judge_report
     from .report import write_report
 
@@ -66,6 +66,7 @@ def analyse(run: RunDir, progress: bool | None = None) -> Results:
     summary = model_summary(table, config.model_ids)
     stats = statistics(table, config.stats.alpha, config.data.seed)
     stats["judging"] = judge_report(judgements, table, orders)
+    stats.update(decision_statistics(judgements, table, stats, config.model_ids, config.stats.alpha, config.data.seed))
     intervals = stats.get("summary", {})
     summary["rank_ci_low"] = [intervals.get(m, {}).get("ci_low") for m in summary.index]
     summary["rank_ci_high"] = [intervals.get(m, {}).get("ci_high") for m in summary.index]

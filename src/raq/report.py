@@ -66,6 +66,7 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
              f"{manifest.get('judgements_failed', 0)}", "", "## Per model", "",
              summary.reset_index().to_markdown(index=False, floatfmt=".3g") if _has_tabulate()
              else "```\n" + summary.to_string(float_format=lambda v: f"{v:.3g}") + "\n```", ""]
+    lines += _decision_lines(stats)
     paper = stats.get("paper", {})
     blocked = stats.get("blocked", {})
     kruskal, friedman = paper.get("kruskal", {}), blocked.get("friedman", {})
@@ -111,6 +112,28 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
     if judge_check:
         lines += ["## Judge check (answers of known quality)", "", *judge_check, ""]
     return "\n".join(lines)
+
+
+def _decision_lines(stats: dict[str, Any]) -> list[str]:
+    """The recommendation, the Plackett-Luce worths and the judge's length preference (runs
+    analysed before they existed have none of them)."""
+    from .length_bias import length_sentence
+
+    lines: list[str] = []
+    if stats.get("recommendation"):
+        lines += ["## Which model", "", stats["recommendation"]["sentence"], ""]
+    worths = stats.get("plackett_luce") or {}
+    if worths.get("worth"):
+        lines += ["Plackett-Luce worth (log-strength, 95% bootstrap interval over questions) and the probability "
+                  "of being the best model:", ""]
+        lines += [f"- {m}: {_fmt(w['estimate'])} [{_fmt(w['ci_low'])}, {_fmt(w['ci_high'])}], "
+                  f"P(best) {_fmt(worths.get('p_best', {}).get(m))}" for m, w in worths["worth"].items()]
+        lines.append("")
+    elif worths.get("note"):
+        lines += [f"Plackett-Luce worths: not fitted ({worths['note']})", ""]
+    if stats.get("length"):
+        lines += [length_sentence(stats["length"]), ""]
+    return lines
 
 
 def _order_effects(bias: dict[str, Any]) -> str:

@@ -27,6 +27,12 @@ class Results:
     summary: "pd.DataFrame"
     stats: dict[str, Any]
 
+    @property
+    def recommendation(self) -> dict[str, Any]:
+        """Which model to run and why (``model``, ``basis``, ``sentence``, ``evidence``;
+        :func:`raq.decision.recommendation`), or {} for statistics made before it existed."""
+        return dict(self.stats.get("recommendation") or {})
+
     def plot(self) -> "Figure":
         """The reference study's three bar charts, with raq's 95% bootstrap intervals."""
         from .figures import bar_figure, interval_settings
