@@ -69,6 +69,8 @@ def test_run_writes_a_complete_run_and_prints_the_headline(finished: tuple[Path,
     assert manifest["status"] == "complete" and set(manifest["models"]) == set(MODEL_IDS)
     assert len(lines(run_dir / "answers.jsonl")) == 3 * N_QUESTIONS
     assert len(lines(run_dir / "judgements.jsonl")) == 2 * N_QUESTIONS
+    # the report the study wrote itself shows the run's final status, not the one it had while analysing
+    assert "status complete" in (run_dir / "report.html").read_text(encoding="utf-8")
     assert main(["report", str(run_dir), "--out", str(run_dir / "again.html")]) == 0
     out = capsys.readouterr().out
     assert f"run directory: {run_dir}" in out

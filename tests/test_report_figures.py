@@ -129,3 +129,21 @@ def test_write_report_writes_every_file(results, tmp_path):
     markdown = paths["markdown"].read_text()
     assert markdown == summary_markdown(results.manifest, results.summary, results.stats)
     assert markdown.startswith("# raq run: synthetic") and "Friedman" in markdown
+
+
+def test_the_rank_distribution_legend_stays_inside_the_figure():
+    import pandas as pd
+
+    # five rank values (mean ranks over two orders) give the widest legend
+    ranks = [1.0, 1.5, 2.0, 2.5, 3.0]
+    rows = [{"question_id": f"q{i}", "model_id": m, "rank": ranks[(i + k) % 5]}
+            for i in range(10) for k, m in enumerate(MODELS)]
+    figure = rank_distribution_figure(pd.DataFrame(rows), list(MODELS))
+    try:
+        figure.canvas.draw()
+        legend = figure.legends[0].get_window_extent()
+        box = figure.bbox
+        assert box.x0 <= legend.x0 and legend.x1 <= box.x1 and box.y0 <= legend.y0 and legend.y1 <= box.y1
+        assert len(figure.legends[0].get_texts()) == 5
+    finally:
+        close(figure)

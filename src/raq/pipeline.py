@@ -52,8 +52,9 @@ def load_study_questions(config: RunConfig) -> list[Question]:
                           per_context=data.per_context)
 
 
-def analyse(run: RunDir, progress: bool | None = None) -> Results:
-    """Build the table, summary, statistics, figure and reports from the run directory."""
+def analyse(run: RunDir, progress: bool | None = None, status: str | None = None) -> Results:
+    """Build the table, summary, statistics, figure and reports from the run directory; ``status``:
+    the run's status once analysed (a study's last step), recorded before the reports show it."""
     from .analysis import decision_statistics, model_summary, results_table, statistics
     from .judge_quality import judge_report
     from .report import write_report
@@ -70,7 +71,8 @@ def analyse(run: RunDir, progress: bool | None = None) -> Results:
     intervals = stats.get("summary", {})
     summary["rank_ci_low"] = [intervals.get(m, {}).get("ci_low") for m in summary.index]
     summary["rank_ci_high"] = [intervals.get(m, {}).get("ci_high") for m in summary.index]
-    manifest = run.update_manifest(judgements_failed=sum(not j.ok for j in judgements))
+    final = {"status": status, "error": None} if status else {}
+    manifest = run.update_manifest(judgements_failed=sum(not j.ok for j in judgements), **final)
     write_report(run.path, manifest, table, summary, stats, config.model_ids, config.data.seed)
     results = Results(run.path, manifest, questions, answers, judgements, table, summary, stats)
     results.report()
@@ -133,7 +135,7 @@ def evaluate(config: RunConfig | str | Path = "config.yaml", *, resume: str | Pa
             notify("judging")
             judge_answers(config, run, questions, files, backends, progress)
         notify("analysing")
-        results = analyse(run, progress)
+        results = analyse(run, progress, status="complete" if judge else "answered")
     except BaseException as error:
         run.update_manifest(status="interrupted", error=f"{type(error).__name__}: {error}")
         raise
@@ -240,7 +242,7 @@ def judge_run(path: str | Path, config: str | Path | None = None, *, progress: b
         notify("judging")
         judge_answers(study, run, run.questions(), files, backends, progress)
         notify("analysing")
-        results = analyse(run, progress)
+        results = analyse(run, progress, status="complete")
     except BaseException as error:
         run.update_manifest(status="interrupted", error=f"{type(error).__name__}: {error}")
         raise

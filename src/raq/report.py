@@ -85,10 +85,11 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
                         "tests count related questions as independent and may overstate the evidence"]
     for title, matrix in (("Dunn's test, Holm-adjusted (reference study)", paper.get("dunn_holm", {})),
                           ("Wilcoxon signed-rank, Holm-adjusted (paired)", blocked.get("wilcoxon_holm", {}))):
-        p_values = matrix.get("p_values") or {}
+        p_values, z = matrix.get("p_values") or {}, matrix.get("z") or {}
         if p_values:
             lines += [f"{title}:", ""]
-            lines += [f"- {a} vs {b}: p = {_fmt(p)}" for a, row in p_values.items() for b, p in row.items() if a < b]
+            lines += [f"- {a} vs {b}: " + (f"z = {_fmt(z[a][b])}, " if z.get(a, {}).get(b) is not None else "")
+                      + f"p = {_fmt(p)}" for a, row in p_values.items() for b, p in row.items() if a < b]
             lines.append("")
     power = stats.get("power", {})
     if power.get("power"):
