@@ -289,7 +289,6 @@ def _best_on_quality(sep: _Separation, per_model: Mapping[str, Mapping[str, floa
     return _result(evidence, lowest, "quality", sentence)
 
 
-
 def _among_equals(sep: _Separation, stats: Mapping[str, Any], per_model: Mapping[str, Mapping[str, float]],
                   figures_of: dict[str, dict[str, float]], friedman: str, test: str,
                   evidence: dict[str, Any]) -> dict[str, Any]:
