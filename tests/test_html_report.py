@@ -7,6 +7,7 @@ CSV/parquet exports."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from itertools import permutations
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import pandas as pd
 import pytest
 import yaml
@@ -26,16 +28,18 @@ import yaml
 import raq
 from conftest import MODELS_DIR, demo_model
 from raq.analysis import model_summary, results_table, statistics
-from raq.html_report import REPORT_NAME, environment, render_html_report, write_html_report
+from raq.html_report import REPORT_NAME, environment, fmt, render_html_report, write_html_report
 from raq.judge import ranks_from_scores
 from raq.judge_quality import judge_report
 from raq.records import Answer, Judgement, Question, to_dict
 from raq.report import summary_markdown, write_report
 from raq.report_judge_check import CHECK_FILE, summary_lines
+from study_fakes import MODEL_IDS, fakes, quick_analysis, study_config
 from test_report_judge_check import HOSTILE_GOLD, judge_check_report
 
 CHROMIUM = "/usr/bin/chromium"
-SECTIONS = ("overview", "models", "statistics", "figures", "judge-check", "examples", "failures", "settings")
+SECTIONS = ("decision", "overview", "models", "statistics", "figures", "judge-check", "examples", "failures",
+            "settings")
 HOSTILE = ('<script>alert("pwned")</script></td></tr></table><img src=x onerror=alert(1)> '
            "it's \"quoted\" & \x00\x07\x1b[31mred\x7f\u0085 --> <!-- ]]>")
 SPEED_BLUE = (0x4C, 0x72, 0xB0)  # figures.speed_figure's prompt-reading bars
@@ -164,18 +168,25 @@ def synthetic(tmp_path_factory):
 
 
 # --- checks shared by the synthetic and the real runs -------------------------------------------
-def figures(results) -> int:
-    """Reference bars, rank distribution, speed, and position bias when the successful
-    judgements of a listwise protocol saw the answers in more than one order (raq's protocol
-    shuffles them; the pointwise and pairwise protocols show no order of all the answers)."""
+def shows_position(results) -> bool:
+    """Whether the report has a position-bias figure: the successful judgements of a listwise
+    protocol saw the answers in more than one order (raq's protocol shuffles them; the pointwise and
+    pairwise protocols show no order of all the answers)."""
     listwise = [j for j in results.judgements if j.ok and j.protocol in ("raq", "paper")]
-    return 3 + (len({tuple(j.order) for j in listwise}) > 1)
+    return len({tuple(j.order) for j in listwise}) > 1
+
+
+def figures(results) -> int:
+    """Reference bars, rank distribution, speed, quality against speed and memory (in the decision
+    section, when the statistics have a recommendation and a speed or memory figure), and position bias."""
+    decision = bool(results.stats.get("recommendation")) and bool((results.stats.get("tradeoffs") or {}).get("better"))
+    return 3 + decision + shows_position(results)
 
 
 def check_figures(results, text: str) -> None:
     uris = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     assert len(uris) == figures(results) and text.count("<img") == len(uris)
-    assert ("Position bias" in text) == (len(uris) == 4)
+    assert ("Position bias" in text) == shows_position(results)
     for uri in uris:
         assert base64.b64decode(uri).startswith(b"\x89PNG\r\n\x1a\n")
     assert "<script" not in text.lower() and "<link" not in text.lower()
@@ -407,6 +418,105 @@ def test_summary_md_has_a_line_per_judge_check(tmp_path):
     (run / CHECK_FILE).write_text("{", encoding="utf-8")
     paths = write_report(run, results.manifest, results.table, results.summary, results.stats, list(MODELS), SEED)
     assert f"- {CHECK_FILE} could not be read: JSONDecodeError" in paths["markdown"].read_text(encoding="utf-8")
+
+
+# --- the decision section -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fast_study(tmp_path_factory):
+    """A finished fast-lane study (scripted contestants, the fair judge); its report is drawn here,
+    with every figure (quick_analysis leaves them out only while the study runs)."""
+    tmp = tmp_path_factory.mktemp("fast")
+    with pytest.MonkeyPatch.context() as patch:
+        quick_analysis(patch)
+        results = raq.evaluate(study_config(tmp, n_questions=6, orders=2), backends=fakes(), progress=False)
+    return results, render_html_report(results)
+
+
+def decision_rows(part: str) -> list[tuple[str, str, str]]:
+    """(row attributes, model cell, the other cells) of the decision section's first table."""
+    table = part[part.index("<table>"):part.index("</table>")]
+    return re.findall(r"<tr((?: class=\"chosen\")?)><td>([^<]*)</td>(.*?)</tr>", table, re.S)
+
+
+def test_the_decision_section_comes_first_with_the_recommendation_and_a_row_per_model(fast_study):
+    results, text = fast_study
+    first = re.search(r'<section id="([^"]+)">', text)
+    assert first and first.group(1) == "decision"
+    assert text.index('<section id="decision">') < text.index('<section id="overview">')
+    nav = re.search(r"<nav>(.*?)</nav>", text, re.S)
+    assert nav and nav.group(1).startswith('<a href="#decision">Which model</a><a href="#overview">')
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in text
+    part = section(text, "decision")
+    recommendation = results.stats["recommendation"]
+    assert recommendation["model"] == "alpha" and "Plackett-Luce: P(best)" in recommendation["sentence"]
+    escaped = str(markupsafe.escape(recommendation["sentence"]))
+    assert f'<p class="verdict">{escaped}</p>' in part and f"basis: {recommendation['basis']}" in part
+    rows = decision_rows(part)
+    assert [model for _, model, _ in rows] == ["alpha ◀", "beta", "gamma"]
+    assert [attributes for attributes, _, _ in rows] == [' class="chosen"', "", ""]
+    worths, pareto = results.stats["plackett_luce"], results.stats["tradeoffs"]["pareto"]["all"]
+    assert pareto and set(pareto) <= set(MODEL_IDS)
+    for (_, _, row), expected in zip(rows, MODEL_IDS):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        assert len(cells) == 11
+        rank = results.stats["summary"][expected]
+        assert cells[0] == f"{fmt(rank['mean'])} [{fmt(rank['ci_low'])}, {fmt(rank['ci_high'])}]"
+        assert cells[2].startswith(fmt(worths["worth"][expected]["estimate"]) + " [")
+        assert cells[3] == fmt(worths["p_best"][expected])
+        assert cells[4] == fmt(results.stats["tradeoffs"]["figures"][expected]["answers_per_s"])
+        assert cells[6] == fmt(results.summary.loc[expected, "memory_mib"])
+        assert cells[10] == ("yes" if expected in pareto else "no")
+    figure = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="Quality against speed and memory">',
+                        part)
+    assert len(figure) == 1 and base64.b64decode(figure[0]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "could not be drawn" not in part and "Head to head (Plackett-Luce)" in part
+    assert "<script" not in text.lower()
+    structure = Structure()
+    structure.feed(text)
+    assert structure.stack == []
+
+
+def test_a_tradeoff_figure_that_cannot_be_drawn_shows_why(fast_study):
+    results, _ = fast_study
+    stats = {**results.stats, "tradeoffs": {**results.stats["tradeoffs"], "better": {}, "figures": {}}}
+    part = section(render_html_report(dataclasses.replace(results, stats=stats)), "decision")
+    assert ('<p class="bad">Quality against speed and memory: could not be drawn (ValueError: no speed or memory '
+            "figure") in part
+    assert "<img" not in part and '<p class="verdict">' in part
+
+
+def test_a_hostile_recommendation_is_escaped_in_the_decision_section(fast_study):
+    results, _ = fast_study
+    hostile = {**results.stats["recommendation"], "sentence": HOSTILE, "basis": "<b>basis</b>"}
+    text = render_html_report(dataclasses.replace(results, stats={**results.stats, "recommendation": hostile}))
+    part = section(text, "decision")
+    assert ESCAPED_ANSWER in part and ESCAPED_TAIL in part and "basis: &lt;b&gt;basis&lt;/b&gt;" in part
+    assert "<script" not in text.lower() and "<b>basis</b>" not in text
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", part)
+    structure = Structure()
+    structure.feed(text)
+    assert structure.stack == [] and "script" not in structure.tags
+
+
+@pytest.mark.parametrize("old", ["synthetic", "fast"])
+def test_statistics_without_a_recommendation_give_no_recommendation_and_the_report_renders(old, fast_study,
+                                                                                           tmp_path):
+    if old == "synthetic":  # statistics as raq made them before the decision existed
+        results = synthetic_results(tmp_path / "run")
+    else:
+        study, _ = fast_study
+        results = dataclasses.replace(study, stats={k: v for k, v in study.stats.items() if k != "recommendation"})
+    assert "recommendation" not in results.stats
+    text = render_html_report(results)
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in text
+    part = section(text, "decision")
+    assert "<p>No recommendation: this run's statistics were made before raq recommended a model" in part
+    assert "<table>" not in part and "<img" not in part and "could not be drawn" not in part
+    structure = Structure()
+    structure.feed(text)
+    assert structure.stack == []
 
 
 # --- a real small run (demo GGUFs) --------------------------------------------------------------

@@ -376,8 +376,10 @@ def test_an_in_process_judge_reads_a_questions_prompts_together_as_it_would_one_
     for one, both in zip(alone, together):
         assert one.ok and both.ok, (one.raw_replies, both.raw_replies)
         assert [d["grade"] for d in both.details] == [d["grade"] for d in one.details]
-        # each prompt attends to its own tokens only: the same probabilities up to rounding
-        assert both.scores == pytest.approx(one.scores, abs=0.02)
+        # each prompt attends to its own tokens only: the same probabilities up to rounding, which
+        # depends on the CPU's kernels (llama.cpp multiplies a batch of many tokens by other code
+        # than a single token): at most 0.02 apart on an AVX-512 Xeon, 0.027 on an AVX2 EPYC
+        assert both.scores == pytest.approx(one.scores, abs=0.04)
         assert both.prompt_tokens == one.prompt_tokens
     first, second = together
     # the first question reads the shared prefix once and every answer after it; the second keeps

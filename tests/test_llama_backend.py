@@ -217,3 +217,32 @@ def test_reusing_the_prompt_prefix_reads_only_the_new_part_and_gives_the_same_re
     assert second.prompt_tokens == third.prompt_tokens == prompt_tokens  # counts are of the whole prompt
     assert [c.text for c in (first, second, third)] == [smol.complete(r).text for r in (*requests, requests[1])]
     assert "prompt_reused_tokens" not in smol.complete(requests[0]).counters
+
+
+@pytest.mark.integration
+def test_the_kv_cache_file_and_weights_sizes_are_recorded_as_llama_cpp_allocated_them(capfd):
+    """SmolLM2 has no sliding-window layers: its KV cache is n_ctx x layers x KV heads x head size x
+    2 (K and V) x 2 bytes (f16), once for the single context and once more for the batched one."""
+    from conftest import demo_model
+    from raq.backends import llama_native
+
+    path = demo_model("smollm2-135m-instruct")
+    single = LlamaBackend(path, n_ctx=512, n_batch=64, n_threads=1)
+    lib, model = single.lib, single.model.model
+    head_size = lib.llama_model_n_embd(model) // lib.llama_model_n_head(model)
+    per_cell = lib.llama_model_n_layer(model) * lib.llama_model_n_head_kv(model) * head_size * 2 * 2
+    info = single.info()
+    single.close()
+    assert info["kv_cache_mib"] == pytest.approx(512 * per_cell / 2**20)
+    assert info["file_mib"] == pytest.approx(path.stat().st_size / 2**20, abs=0.1)
+    assert 0.5 * info["file_mib"] < info["weights_mib"] <= info["file_mib"]
+
+    batched = LlamaBackend(path, n_ctx=512, n_batch=64, n_threads=1, n_parallel=2)
+    both = batched.info()
+    batched.close()
+    assert both["kv_cache_mib"] == pytest.approx((512 + both["batched_n_ctx"]) * per_cell / 2**20)
+    assert not llama_native._capture  # the log goes back to llama-cpp-python's own callback
+    capfd.readouterr()
+    verbose = lib.Llama(model_path=str(path), n_ctx=256, n_batch=64, n_threads=1, verbose=True)
+    verbose.close()
+    assert "llama_kv_cache" in capfd.readouterr().err  # llama-cpp-python's own log callback is back

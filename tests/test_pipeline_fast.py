@@ -167,6 +167,47 @@ def test_batched_contestants_get_questions_about_one_paragraph_together(tmp_path
     assert set(results.summary["decoding"]) == {"batched x2"}
 
 
+class Heavy(FakeBackend):
+    """A contestant that holds ``mib`` MiB (every page touched) from its load to its close."""
+
+    def __init__(self, model_id: str, mib: int) -> None:
+        super().__init__(default=answer_as(model_id), name=model_id)
+        self.weights: bytearray | None = bytearray(mib * 2**20)
+        for offset in range(0, len(self.weights), 4096):
+            self.weights[offset] = 1
+
+    def close(self) -> None:
+        self.weights = None
+        super().close()
+
+
+def test_each_model_s_memory_while_it_answers_is_in_the_manifest_summary_and_decision(tmp_path: Path) -> None:
+    sizes = {"alpha": 8, "beta": 200, "gamma": 60}
+    factory = FakeBackends(contestant=lambda model_id: Heavy(model_id, sizes[model_id]))
+    results = evaluate(study_config(tmp_path, n_questions=4, orders=1), backends=factory, progress=False)
+    models = results.manifest["models"]
+    methods = {models[m]["memory"]["method"] for m in sizes}
+    assert len(methods) == 1 and all(models[m]["memory"]["answered"] == 4 for m in sizes)
+    added = {m: models[m]["memory"]["added_rss_mib"] for m in sizes}
+    assert added["beta"] >= 190 and added["gamma"] >= 55
+    if methods == {"kernel peak RSS (VmHWM), reset before loading"}:  # exact: each model's own peak only
+        assert added["alpha"] < 55 and added["gamma"] < 190
+    assert results.memory.loc["beta", "memory_mib"] == added["beta"]
+    assert results.summary.loc["beta", "peak_rss_mib"] == models["beta"]["memory"]["peak_rss_mib"]
+    assert results.tradeoffs["figures"]["beta"]["memory_mib"] == added["beta"]
+
+
+def test_a_served_model_s_memory_is_not_measured_here() -> None:
+    from raq.answering import memory_record
+    from raq.memory import PeakMemory
+
+    with PeakMemory() as peak:
+        pass
+    record = memory_record(peak, served=True, answered=3)
+    assert record["added_rss_mib"] is None and "served" in record["method"] and record["answered"] == 3
+    assert memory_record(peak, served=False, answered=3)["method"] == peak.record()["method"]
+
+
 def test_questions_about_one_context_are_put_next_to_each_other() -> None:
     make = [Question(f"q{i}", "?", context, ["a"]) for i, context in enumerate("xyxzy")]
     assert [q.question_id for q in by_context(make)] == ["q0", "q2", "q1", "q4", "q3"]

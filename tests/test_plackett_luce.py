@@ -220,6 +220,15 @@ def test_a_model_that_always_wins_gets_a_finite_worth():
     assert res["p_best"]["a"] == 1
 
 
+def test_on_a_judge_that_always_agrees_every_interval_holds_its_estimate():
+    # every resample is the same data: the replicates sit at the optimum, and so must the estimate
+    judgements = [judgement(f"q{q}", {"a": 1, "b": 2, "c": 3}) for q in range(12)]
+    res = plackett_luce(judgements, ["a", "b", "c"], n_boot=50)
+    for model, worth in res["worth"].items():
+        assert worth["ci_low"] <= worth["estimate"] <= worth["ci_high"], model
+        assert worth["estimate"] == pytest.approx(worth["ci_low"], abs=1e-8)
+
+
 def test_result_is_json_ready_and_seeded():
     judgements = simulate({"a": 0.3, "b": 0.0, "c": -0.3}, 25, np.random.default_rng(17))
     res = plackett_luce(judgements, ["a", "b", "c"], n_boot=100, seed=5)

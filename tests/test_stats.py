@@ -102,6 +102,8 @@ def test_kruskal_and_dunn_by_hand_without_ties():
         assert paper["dunn_holm"]["p_values"][x][y] == pytest.approx(p_adj)
         assert paper["dunn_holm"]["p_values"][y][x] == pytest.approx(p_adj)
         assert paper["dunn_holm"]["significant"][x][y] is bool(p_adj < 0.05)
+        z = (mean_rank[x] - mean_rank[y]) / se  # signed: negative where x has the smaller values
+        assert paper["dunn_holm"]["z"][x][y] == pytest.approx(z) and paper["dunn_holm"]["z"][y][x] == pytest.approx(-z)
 
 
 def test_kruskal_and_dunn_by_hand_with_ties():
@@ -118,6 +120,20 @@ def test_kruskal_and_dunn_by_hand_with_ties():
     raw = [2 * stats.norm.sf(abs(mean_rank[x] - mean_rank[y]) / se) for x, y in pairs]
     for (x, y), p in zip(pairs, holm_by_hand(raw)):
         assert res["dunn_holm"]["p_values"][x][y] == pytest.approx(p)
+        assert res["dunn_holm"]["z"][x][y] == pytest.approx((mean_rank[x] - mean_rank[y]) / se)
+
+
+def test_dunn_z_gives_scikit_posthocs_raw_p_values_and_is_empty_without_a_test():
+    import scikit_posthocs as sp
+
+    df = long_df({m: list(ROUNDING[:, j]) for j, m in enumerate("xyz")}, "t")
+    res = metric_statistics(df, "t", n_boot=10)["paper"]["dunn_holm"]
+    ref = sp.posthoc_dunn(df, val_col="t", group_col="model_id")
+    for a, b in combinations("xyz", 2):
+        assert 2 * stats.norm.sf(abs(res["z"][a][b])) == pytest.approx(ref.loc[a, b], rel=1e-9)
+        assert res["p_values_raw"][a][b] == pytest.approx(ref.loc[a, b])
+    same = rank_statistics(long_df({"A": [1, 1], "B": [1, 1]}), n_boot=10)["paper"]["dunn_holm"]
+    assert same["z"] == {"A": {"B": None}, "B": {"A": None}}
 
 
 def test_dunn_matches_scikit_posthocs_holm():
@@ -276,14 +292,16 @@ def test_result_is_plain_json_and_table_matches():
     assert json.loads(json.dumps(res, allow_nan=False)) == res
     assert set(res) >= {"n_questions", "n_dropped", "models", "alpha", "summary", "paper", "blocked"}
     tab = significance_table(res)
-    assert list(tab.columns) == ["model_a", "model_b", "test", "p_value", "significant", "effect_size"]
+    assert list(tab.columns) == ["model_a", "model_b", "test", "p_value", "significant", "effect_size", "z"]
     assert sorted(set(tab.test)) == ["conover_holm", "nemenyi", "wilcoxon_holm"] and len(tab) == 9
     for row in tab.itertuples():
         assert row.p_value == pytest.approx(res["blocked"][row.test]["p_values"][row.model_a][row.model_b])
         effect = res["blocked"]["wilcoxon_holm"]["effect_size"][row.model_a][row.model_b]
         assert row.effect_size == pytest.approx(effect)
     paper = significance_table(res, "paper")
-    assert list(paper.test) == ["dunn_holm"] * 3 and paper.effect_size.isna().all()
+    assert list(paper.test) == ["dunn_holm"] * 3 and paper.effect_size.isna().all() and tab.z.isna().all()
+    for row in paper.itertuples():
+        assert row.z == pytest.approx(res["paper"]["dunn_holm"]["z"][row.model_a][row.model_b])
     with pytest.raises(ValueError):
         significance_table(res, "nonsense")
 

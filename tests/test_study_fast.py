@@ -213,3 +213,57 @@ def test_a_finished_run_is_read_back_and_exported(study: dict[str, Any], tmp_pat
     import matplotlib.pyplot as plt
 
     plt.close(figure)
+
+
+def test_a_finished_study_gives_worths_tradeoffs_and_memory(study: dict[str, Any]) -> None:
+    results = study["results"]
+    worths = results.plackett_luce
+    assert list(worths.index) == MODEL_IDS and worths.index.name == "model_id"
+    assert list(worths.columns) == ["worth", "ci_low", "ci_high", "p_best"]
+    assert worths["p_best"].sum() == pytest.approx(1.0) and worths["p_best"].idxmax() == "alpha"
+    assert worths["worth"].is_monotonic_decreasing  # the fair judge: alpha, beta, gamma
+    assert worths["worth"].sum() == pytest.approx(0.0, abs=1e-6)  # centred
+
+    tradeoffs = results.tradeoffs
+    assert tradeoffs["quality"]["measure"] == "plackett_luce_worth"
+    assert tradeoffs["quality"]["per_model"] == results.stats["plackett_luce"]["worth"]
+    assert {"answers_per_s", "ttft_s"} <= set(tradeoffs["better"])
+    # the fake timings: alpha, the best, is also the fastest; the same TTFT for all
+    assert tradeoffs["pareto"]["answers_per_s"] == tradeoffs["pareto"]["ttft_s"] == ["alpha"]
+    front = tradeoffs["pareto"]["all"]
+    assert front and front[0] == "alpha" and set(front) <= set(MODEL_IDS)
+
+    memory = results.memory
+    assert list(memory.columns) == ["memory_mib", "peak_rss_mib", "file_mib", "weights_mib", "kv_cache_mib"]
+    assert list(memory.index) == MODEL_IDS
+    for model in MODEL_IDS:
+        recorded = results.manifest["models"][model]["memory"]
+        assert memory.loc[model, "memory_mib"] == pytest.approx(recorded["added_rss_mib"])
+        assert memory.loc[model, "peak_rss_mib"] == pytest.approx(recorded["peak_rss_mib"])
+    assert (memory["memory_mib"] >= 0).all()
+    assert results.length_effect == results.stats["length"] and "per_doubling" in results.length_effect
+
+    import matplotlib.pyplot as plt
+
+    figure = results.plot_tradeoffs()
+    try:
+        assert len(figure.axes) == len(tradeoffs["better"])
+        assert figure.axes[0].get_title() == "Pareto set: alpha"
+    finally:
+        plt.close(figure)
+
+    markdown = (study["complete"].path / "summary.md").read_text()
+    line = next(line for line in markdown.splitlines() if line.startswith("Pareto set ("))
+    assert line.startswith("Pareto set (no other model is at least as good on quality, answers/s")
+    assert line.endswith(f"): {', '.join(front)}.")
+
+
+def test_statistics_without_the_decision_give_empty_tables(study: dict[str, Any]) -> None:
+    import dataclasses
+
+    old = dataclasses.replace(study["results"], stats={k: v for k, v in study["results"].stats.items()
+                                                       if k not in ("plackett_luce", "tradeoffs", "length")})
+    assert old.plackett_luce.empty and list(old.plackett_luce.columns) == ["worth", "ci_low", "ci_high", "p_best"]
+    assert old.tradeoffs == {} and old.length_effect == {}
+    with pytest.raises(ValueError, match="no speed or memory figure"):
+        old.plot_tradeoffs()

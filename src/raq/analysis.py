@@ -80,8 +80,10 @@ def results_table(questions: Sequence[Question], answers: Sequence[Answer], judg
     return table
 
 
-def model_summary(table: pd.DataFrame, model_order: Sequence[str]) -> pd.DataFrame:
-    """Per model: mean rank, EM/F1, answer length and speed (medians for timings)."""
+def model_summary(table: pd.DataFrame, model_order: Sequence[str],
+                  models_info: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Per model: mean rank, EM/F1, answer length and speed (medians for timings), and memory
+    (:func:`model_memory` of the manifest's ``models_info``)."""
     grouped = table.groupby("model_id")
     summary = pd.DataFrame({
         "answers": grouped.size(),
@@ -98,7 +100,7 @@ def model_summary(table: pd.DataFrame, model_order: Sequence[str]) -> pd.DataFra
         "decoding": grouped["decoding"].agg(lambda modes: ", ".join(sorted(set(modes)))),
     })
     order = [m for m in model_order if m in summary.index]
-    return summary.loc[order]
+    return summary.loc[order].join(model_memory(models_info or {}, order))
 
 
 def paragraph_statistics(judged: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any] | None:
@@ -155,11 +157,31 @@ def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
     return result
 
 
+MEMORY_COLUMNS = ("memory_mib", "peak_rss_mib", "file_mib", "weights_mib", "kv_cache_mib")
+
+
+def model_memory(models_info: Mapping[str, Any], model_order: Sequence[str]) -> pd.DataFrame:
+    """Per model (the manifest's ``models``): ``memory_mib``, the peak resident memory it added while
+    it loaded and answered; ``peak_rss_mib``, the process's peak then; its GGUF's ``file_mib``, the
+    ``weights_mib`` llama.cpp loaded and its ``kv_cache_mib`` for the run's context. Missing
+    (served models, runs made before they were recorded) as NaN."""
+    rows = {}
+    for model in model_order:
+        info = models_info.get(model) or {}
+        memory = info.get("memory") or {}
+        rows[model] = {"memory_mib": memory.get("added_rss_mib"), "peak_rss_mib": memory.get("peak_rss_mib"),
+                       "file_mib": info.get("file_mib"), "weights_mib": info.get("weights_mib"),
+                       "kv_cache_mib": info.get("kv_cache_mib")}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(MEMORY_COLUMNS)).astype(float)
+
+
 def decision_statistics(judgements: Sequence[Judgement], table: pd.DataFrame, stats: dict[str, Any],
-                        models: Sequence[str], alpha: float, seed: int) -> dict[str, Any]:
+                        models: Sequence[str], alpha: float, seed: int,
+                        memory: pd.DataFrame | None = None) -> dict[str, Any]:
     """What a user deciding between the models needs beside the tests: the Plackett-Luce worths of
-    every successful judgement, the judge's length preference, and the recommendation."""
-    from .decision import recommendation
+    every successful judgement, the judge's length preference, quality against speed and memory
+    (``memory``: :func:`model_memory`'s table), and the recommendation."""
+    from .decision import MEMORY_AXIS, recommendation, tradeoffs
     from .length_bias import length_effect
     from .plackett_luce import plackett_luce
 
@@ -170,8 +192,12 @@ def decision_statistics(judgements: Sequence[Judgement], table: pd.DataFrame, st
     timed = table[table["total_s"].notna() & (table["total_s"] > 0)] if "total_s" in table else table.iloc[:0]
     if "decoding" in timed and timed["decoding"].nunique() > 1:
         timed = timed.iloc[:0]  # timings of different decoding modes do not compare
-    per_model = {model: {"answers_per_s": len(rows) / float(rows["total_s"].sum()),
-                         "ttft_s": float(rows["ttft_s"].median())}
-                 for model, rows in timed.groupby("model_id")}
-    return {"plackett_luce": worths, "length": length_effect(table, seed=seed),
-            "recommendation": recommendation(stats, per_model, alpha=alpha)}
+    per_model: dict[str, dict[str, float]] = {
+        str(model): {"answers_per_s": len(rows) / float(rows["total_s"].sum()),
+                     "ttft_s": float(rows["ttft_s"].median())} for model, rows in timed.groupby("model_id")}
+    if memory is not None:
+        for model, value in memory["memory_mib"].dropna().items():
+            per_model.setdefault(str(model), {})[MEMORY_AXIS] = float(value)
+    result = {"plackett_luce": worths, "length": length_effect(table, seed=seed)}
+    return {**result, "tradeoffs": tradeoffs({**stats, **result}, per_model),
+            "recommendation": recommendation({**stats, **result}, per_model, alpha=alpha)}

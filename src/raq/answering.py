@@ -4,11 +4,13 @@ memory at a time, each answer on disk the moment it is finished."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from .backends.factory import Backends
 from .checks import ModelFile
 from .config import RunConfig
 from .generator import Generator
+from .memory import PeakMemory
 from .progress import progress_bar
 from .records import Answer, Question
 from .store import RunDir
@@ -46,18 +48,30 @@ def generate(config: RunConfig, run: RunDir, questions: list[Question], files: d
         if not todo:
             continue
         file = files.get(model.id)
-        backend = backends.contestant(model, config.generation, file.path if file else None)
-        generator = Generator(model, config.generation, backend)
-        try:
-            models_info[model.id] = {**generator.info(), "ref": model.gguf or model.model,
-                                     "sha256": file.sha256 if file else None}
-            run.update_manifest(models=models_info)
-            if config.generation.warmup:
-                generator.warm_up()
-            with progress_bar(len(todo), f"answering [{model.id}]", progress) as bar:
-                for answer in answers_of(generator, todo):
-                    run.append_answer(answer)
-                    bar.update()
-        finally:
-            generator.close()
+        with PeakMemory() as memory:
+            backend = backends.contestant(model, config.generation, file.path if file else None)
+            generator = Generator(model, config.generation, backend)
+            try:
+                models_info[model.id] = {**generator.info(), "ref": model.gguf or model.model,
+                                         "sha256": file.sha256 if file else None}
+                run.update_manifest(models=models_info)
+                if config.generation.warmup:
+                    generator.warm_up()
+                with progress_bar(len(todo), f"answering [{model.id}]", progress) as bar:
+                    for answer in answers_of(generator, todo):
+                        run.append_answer(answer)
+                        bar.update()
+            finally:
+                memory.stop()  # before the model is freed
+                generator.close()
+        models_info[model.id]["memory"] = memory_record(memory, model.base_url is not None, len(todo))
+        run.update_manifest(models=models_info)
     return run.answers()
+
+
+def memory_record(memory: PeakMemory, served: bool, answered: int) -> dict[str, Any]:
+    """What the manifest keeps of a model's memory while it answered ``answered`` questions."""
+    if served:
+        return {"peak_rss_mib": None, "rss_before_mib": None, "added_rss_mib": None, "answered": answered,
+                "method": "not measured: the model is served by another process"}
+    return {**memory.record(), "answered": answered}

@@ -2,7 +2,7 @@
 
 Pure functions over plain data: a statistics dict (:func:`raq.analysis.statistics`, or
 :func:`raq.stats.rank_statistics` without its ``power`` entry) and per-model speed and memory figures
-(``answers_per_s``, ``ttft_s``, ``peak_rss_mib``; any may be missing).
+(``answers_per_s``, ``ttft_s``, ``memory_mib``; any may be missing).
 
 A model is named best only when the blocked omnibus test (Friedman) is significant and the post-hoc
 test (Nemenyi by default) separates the lowest mean rank from every other model. Otherwise the models
@@ -13,66 +13,16 @@ is offered as a choice on speed, not on quality. When questions share paragraphs
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SPEED_AXES", "MEMORY_AXIS", "POSTHOCS", "pareto_set", "recommendation", "headline_best"]
+from .tradeoffs import MEMORY_AXIS, SPEED_AXES, figure, finite, pareto_set, tradeoffs
 
-#: Speed figures, the first preferred, and which direction is better.
-SPEED_AXES: dict[str, str] = {"answers_per_s": "higher", "ttft_s": "lower"}
-#: The memory figure (lower is better).
-MEMORY_AXIS = "peak_rss_mib"
+__all__ = ["SPEED_AXES", "MEMORY_AXIS", "POSTHOCS", "pareto_set", "tradeoffs", "recommendation", "headline_best"]
+
 #: The blocked family's post-hoc tests a decision can rest on, with their names in sentences.
 POSTHOCS: dict[str, str] = {"nemenyi": "Nemenyi", "wilcoxon_holm": "Wilcoxon-Holm", "conover_holm": "Conover-Holm"}
-_DIRECTIONS = ("higher", "lower")
-
-
-def _finite(x: Any) -> float | None:
-    """``x`` as a float, or None when missing, not a number or infinite."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def pareto_set(quality: Mapping[str, float], costs: Mapping[str, Mapping[str, float]],
-               better: Mapping[str, str]) -> list[str]:
-    """The models of ``quality`` that no other model dominates, highest quality first (ties by id).
-
-    Quality is higher-is-better (pass e.g. ``-mean_rank``); ``better`` gives each cost axis of
-    ``costs[model]`` as ``"higher"`` or ``"lower"`` is better (other keys are ignored). A model is
-    dominated when another is at least as good on every axis and strictly better on one. An axis no
-    model has is left out; a model lacking quality or any remaining axis can neither dominate nor be
-    dominated (its unknown value might beat anyone), so it stays in the set.
-    """
-    bad = {axis: d for axis, d in better.items() if d not in _DIRECTIONS}
-    if bad:
-        raise ValueError(f"each axis must be 'higher' or 'lower' is better, got {bad}")
-    axes = [a for a in better if any(_finite((costs.get(m) or {}).get(a)) is not None for m in quality)]
-    points: dict[str, list[float] | None] = {}
-    for model in quality:
-        values = [_finite(quality[model])] + [_finite((costs.get(model) or {}).get(a)) for a in axes]
-        signs = [1.0] + [1.0 if better[a] == "higher" else -1.0 for a in axes]
-        points[model] = None if None in values else [s * v for s, v in zip(signs, values) if v is not None]
-
-    def dominates(a: str, b: str) -> bool:
-        pa, pb = points[a], points[b]
-        if pa is None or pb is None:
-            return False
-        return all(x >= y for x, y in zip(pa, pb)) and any(x > y for x, y in zip(pa, pb))
-
-    keep = [m for m in quality if not any(dominates(other, m) for other in quality if other != m)]
-
-    def order(model: str) -> tuple[bool, float, str]:
-        q = _finite(quality[model])
-        return q is None, -q if q is not None else 0.0, model
-
-    return sorted(keep, key=order)
 
 
 @dataclass(frozen=True)
@@ -107,20 +57,20 @@ def _separation(stats: Mapping[str, Any], alpha: float, posthoc: str) -> _Separa
     summary = stats.get("summary") or {}
     mean_ranks: dict[str, float] = {}
     for model in stats.get("models") or []:
-        value = _finite((summary.get(model) or {}).get("mean"))
+        value = finite((summary.get(model) or {}).get("mean"))
         if value is not None:
             mean_ranks[str(model)] = value
     order = sorted(mean_ranks, key=lambda m: (mean_ranks[m], m))
     blocked = stats.get("blocked") or {}
     friedman = blocked.get("friedman") or {}
-    friedman_p = _finite(friedman.get("p_value"))
+    friedman_p = finite(friedman.get("p_value"))
     p_values = (blocked.get(posthoc) or {}).get("p_values") or {}
     p_against: dict[str, float | None] = {}
     if order:
         row, lowest = p_values.get(order[0]) or {}, order[0]
         for model in order[1:]:
-            value = _finite(row.get(model))
-            p_against[model] = value if value is not None else _finite((p_values.get(model) or {}).get(lowest))
+            value = finite(row.get(model))
+            p_against[model] = value if value is not None else finite((p_values.get(model) or {}).get(lowest))
 
     def separable(model: str) -> bool:  # a missing pairwise p never separates
         p = p_against[model]
@@ -161,26 +111,20 @@ def _names(models: Sequence[str]) -> str:
 _UNITS = {"answers_per_s": "{} answers/s", "ttft_s": "{} s to first token", MEMORY_AXIS: "{} MiB peak memory"}
 
 
-def _figure(per_model: Mapping[str, Mapping[str, float]], model: str, axis: str) -> float | None:
-    """A usable (finite, positive) figure of a model, or None."""
-    value = _finite((per_model.get(model) or {}).get(axis))
-    return value if value is not None and value > 0 else None
-
-
 def _ratios(per_model: Mapping[str, Mapping[str, float]], model: str, others: Sequence[str],
             speed_axis: str | None = None) -> tuple[str | None, dict[str, float], dict[str, float]]:
     """(speed axis, times faster ``model`` is than each other, ``model``'s memory / each other's)."""
     if speed_axis is None:
-        speed_axis = next((a for a in SPEED_AXES if _figure(per_model, model, a) is not None), None)
+        speed_axis = next((a for a in SPEED_AXES if figure(per_model, model, a) is not None), None)
     speed: dict[str, float] = {}
     memory: dict[str, float] = {}
-    own_speed = _figure(per_model, model, speed_axis) if speed_axis else None
-    own_memory = _figure(per_model, model, MEMORY_AXIS)
+    own_speed = figure(per_model, model, speed_axis) if speed_axis else None
+    own_memory = figure(per_model, model, MEMORY_AXIS)
     for other in others:
-        theirs = _figure(per_model, other, speed_axis) if speed_axis else None
+        theirs = figure(per_model, other, speed_axis) if speed_axis else None
         if own_speed is not None and theirs is not None and speed_axis is not None:
             speed[other] = own_speed / theirs if SPEED_AXES[speed_axis] == "higher" else theirs / own_speed
-        their_memory = _figure(per_model, other, MEMORY_AXIS)
+        their_memory = figure(per_model, other, MEMORY_AXIS)
         if own_memory is not None and their_memory is not None:
             memory[other] = own_memory / their_memory
     return speed_axis if speed else None, speed, memory
@@ -207,12 +151,12 @@ def _questions_clause(stats: Mapping[str, Any], omnibus_significant: bool) -> tu
         note = power.get("note") if isinstance(power, Mapping) else None
         return None, "how many questions would separate them is not known (no power plan" + (
             f": {note})" if note else ")")
-    target = _finite(power.get("target_power"))
+    target = finite(power.get("target_power"))
     at = f"{target:.0%} power" if target is not None else "the target power"
     needed = power.get("n_needed")
     if needed is None:
         plan = power.get("plan") or {}
-        reached = _finite(plan.get("power"))
+        reached = finite(plan.get("power"))
         there = f", power {reached:.2f} there" if reached is not None else ""
         return None, (f"not even {plan.get('n_max', 'the largest planned number of')} questions would give the "
                       f"Friedman test {at} at these mean ranks (the planner's estimate{there})")
@@ -231,7 +175,7 @@ def recommendation(stats: Mapping[str, Any], per_model: Mapping[str, Mapping[str
     lowest mean rank from every other model; ``"speed among equals"`` when the data do not separate
     several models (Friedman not significant, or post-hoc p >= ``alpha`` against the lowest mean
     rank), and the fastest of them (by ``answers_per_s``, else ``ttft_s``, else the least
-    ``peak_rss_mib``; a figure every one of them has) is the practical choice; ``"none"`` when there
+    ``memory_mib``; a figure every one of them has) is the practical choice; ``"none"`` when there
     is nothing to choose by. ``evidence`` holds the p-values, mean ranks, and the chosen model's
     speed ratios (times faster than each other model) and memory ratios (its memory / theirs).
     """
@@ -255,15 +199,25 @@ def recommendation(stats: Mapping[str, Any], per_model: Mapping[str, Mapping[str
     figures_of: dict[str, dict[str, float]] = {m: {} for m in sep.order}
     for model in sep.order:
         for axis_name in (*SPEED_AXES, MEMORY_AXIS):
-            value = _figure(per_model, model, axis_name)
+            value = figure(per_model, model, axis_name)
             if value is not None:
                 figures_of[model][axis_name] = value
     friedman = f"Friedman {_p(sep.friedman_p)}" if sep.friedman_p is not None else (
         f"no Friedman test: {sep.friedman_note}" if sep.friedman_note else "no Friedman test")
 
     if sep.separated:
-        return _best_on_quality(sep, per_model, figures_of, friedman, test, evidence)
-    return _among_equals(sep, stats, per_model, figures_of, friedman, test, evidence)
+        return _with_p_best(_best_on_quality(sep, per_model, figures_of, friedman, test, evidence), stats)
+    return _with_p_best(_among_equals(sep, stats, per_model, figures_of, friedman, test, evidence), stats)
+
+
+def _with_p_best(result: dict[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The recommended model's Plackett-Luce probability of being the best, where it was fitted."""
+    model = result["model"]
+    p_best = finite(((stats.get("plackett_luce") or {}).get("p_best") or {}).get(model)) if model else None
+    result["evidence"]["p_best"] = p_best
+    if p_best is not None:
+        result["sentence"] += f" Plackett-Luce: P(best) {p_best:.2f} for {model}."
+    return result
 
 
 def _result(evidence: dict[str, Any], model: str | None, basis: str, sentence: str) -> dict[str, Any]:

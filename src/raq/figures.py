@@ -1,5 +1,6 @@
 """The study's figures, as matplotlib figures: the reference study's bar charts (with the bootstrap
-intervals raq's statistics report), the rank distribution, the speed breakdown and position bias.
+intervals raq's statistics report), the rank distribution, the speed breakdown, position bias, and
+quality against speed and memory with the Pareto set marked.
 
 Every function returns an open figure (the caller saves and closes it); :func:`figure_uri` draws
 one straight into a PNG data URI.
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = ["FIGURE_NAME", "bar_figure", "bar_intervals", "interval_settings", "rank_distribution_figure",
-           "speed_figure", "position_bias_figure", "figure_uri"]
+           "speed_figure", "position_bias_figure", "tradeoff_figure", "figure_uri"]
 
 FIGURE_NAME = "reference_bars.png"
 
@@ -30,6 +31,11 @@ _BARS = (("words_per_s_paper", "words/s (reference definition)"),
          ("words", "answer words"),
          ("rank", "mean rank (1 = best)"))
 _INTERVAL_COLOUR = ".26"  # seaborn's own error-bar grey
+_TRADEOFF_AXES = {"answers_per_s": "answers per second",
+                  "ttft_s": "median seconds to the first token (axis reversed)",
+                  "memory_mib": "peak memory added while answering, MiB (axis reversed)"}
+_QUALITY_LABELS = {"plackett_luce_worth": "Plackett-Luce worth (log-strength)",
+                   "mean_rank": "mean rank (1 = best, axis reversed)"}
 
 
 def _pyplot():
@@ -185,6 +191,47 @@ def position_bias_figure(verdicts: pd.DataFrame) -> Figure:
     right.set_title("mean rank by shown position (1 = best)")
     right.set_xlabel("position shown to the judge")
     right.legend(frameon=False, fontsize=9)
+    return figure
+
+
+def tradeoff_figure(tradeoffs: Mapping[str, Any]) -> Figure:
+    """Quality (with its interval) against each speed and memory figure the run has
+    (:func:`raq.tradeoffs.tradeoffs`), one panel each; filled points joined by a line: the models
+    no other model beats on both axes of that panel (its Pareto set). Axes run so that better is up
+    and to the right."""
+    plt = _pyplot()
+    quality, figures = tradeoffs.get("quality") or {}, tradeoffs.get("figures") or {}
+    axes = [a for a in _TRADEOFF_AXES if a in (tradeoffs.get("better") or {})]
+    if not axes or not quality.get("per_model"):
+        raise ValueError("no speed or memory figure to set quality against (served models, or no timings)")
+    figure, panels = plt.subplots(1, len(axes), figsize=(4.2 * len(axes), 3.6), constrained_layout=True,
+                                  squeeze=False)
+    for panel, axis_name in zip(panels[0], axes):
+        front = set((tradeoffs.get("pareto") or {}).get(axis_name, []))
+        points = [(m, figures[m][axis_name], q) for m, q in quality["per_model"].items()
+                  if axis_name in figures.get(m, {}) and q.get("estimate") is not None]
+        for model, x, q in points:
+            low, high = q.get("ci_low"), q.get("ci_high")
+            if low is not None and high is not None:  # a percentile interval need not contain its estimate
+                panel.plot([x, x], [low, high], color=_INTERVAL_COLOUR, linewidth=1, marker="_", markersize=8,
+                           zorder=1)
+            on_front = model in front
+            panel.scatter([x], [q["estimate"]], s=60, zorder=2, color="#4c72b0" if on_front else "white",
+                          edgecolors="#4c72b0" if on_front else "grey", linewidths=1.5)
+            panel.annotate(model, (x, q["estimate"]), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        line = sorted((x, q["estimate"]) for m, x, q in points if m in front)
+        if len(line) > 1:
+            panel.plot(*zip(*line), color="#4c72b0", linewidth=1, linestyle="--", zorder=1)
+        if quality.get("better") == "lower":
+            panel.invert_yaxis()
+        if tradeoffs["better"][axis_name] == "lower":
+            panel.invert_xaxis()
+        panel.margins(x=0.25, y=0.15)
+        panel.set_xlabel(_TRADEOFF_AXES[axis_name], fontsize=9)
+        panel.set_ylabel(_QUALITY_LABELS.get(quality.get("measure", ""), "quality"), fontsize=9)
+        panel.set_title("Pareto set: " + (", ".join(sorted(front)) or "none"), fontsize=9)
+    figure.suptitle("quality against speed and memory: better is up and to the right; filled: no other model is "
+                    "better on both axes", fontsize=10)
     return figure
 
 

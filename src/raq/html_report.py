@@ -1,4 +1,5 @@
-"""One self-contained HTML page per run: settings and versions, the per-model table, both families
+"""One self-contained HTML page per run: which model to run and its evidence first
+(:mod:`raq.report_decision`), settings and versions, the per-model table, both families
 of statistics, the figures (embedded as PNG data URIs), the judge check (``judge_check.json``, see
 :mod:`raq.report_judge_check`), example questions and the failures.
 
@@ -167,7 +168,7 @@ def _statistics_values(stats: Mapping[str, Any]) -> dict[str, Any] | None:
     pairs = list(combinations(stats.get("models", []), 2))
     return {"n_questions": stats.get("n_questions"), "n_dropped": stats.get("n_dropped"),
             "alpha": stats.get("alpha", 0.05), "paper_design": paper.get("design"), "kruskal": paper["kruskal"],
-            "dunn": [(a, b, _p(dunn, a, b), _p(dunn, a, b, "p_values_raw")) for a, b in pairs],
+            "dunn": [(a, b, _p(dunn, a, b, "z"), _p(dunn, a, b), _p(dunn, a, b, "p_values_raw")) for a, b in pairs],
             "paper_notes": _notes(paper), "blocked_design": blocked.get("design"), "friedman": blocked["friedman"],
             "blocked_pairs": [(a, b, _p(blocked["nemenyi"], a, b), _p(blocked["conover_holm"], a, b), _p(wil, a, b),
                                _p(wil, a, b, "effect_size")) for a, b in pairs],
@@ -308,13 +309,18 @@ def _version() -> str:
 
 def render_html_report(results: RunResults) -> str:
     """The run's report as one self-contained HTML document."""
+    from .figures import tradeoff_figure
+    from .report_decision import decision_values
     from .report_judge_check import judge_check_section
 
     manifest = results.manifest
     page = {"name": manifest.get("config", {}).get("name", ""), "run_dir": results.run_dir,
             "created": manifest.get("created"), "updated": manifest.get("updated"), "version": _version(),
             "stamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return _render("report.html.j2", page=page, overview=_overview(results), models=_models(results),
+    return _render("report.html.j2", page=page, decision=decision_values(results.stats, results.summary,
+                                                                          manifest.get("models")),
+                   decision_figure=_drawn("tradeoffs", lambda: tradeoff_figure(results.stats.get("tradeoffs") or {})),
+                   overview=_overview(results), models=_models(results),
                    statistics=_statistics_values(results.stats), figures=_figures(results),
                    examples=_examples(results), failures=_failures(results), settings=_settings(results),
                    judge_check=judge_check_section(results.run_dir))

@@ -55,7 +55,7 @@ def load_study_questions(config: RunConfig) -> list[Question]:
 def analyse(run: RunDir, progress: bool | None = None, status: str | None = None) -> Results:
     """Build the table, summary, statistics, figure and reports from the run directory; ``status``:
     the run's status once analysed (a study's last step), recorded before the reports show it."""
-    from .analysis import decision_statistics, model_summary, results_table, statistics
+    from .analysis import MEMORY_COLUMNS, decision_statistics, model_summary, results_table, statistics
     from .judge_quality import judge_report
     from .report import write_report
 
@@ -64,10 +64,11 @@ def analyse(run: RunDir, progress: bool | None = None, status: str | None = None
     questions, answers, judgements = run.questions(), run.answers(), run.judgements()
     orders = {j.id: j.orders for j in config.judge_list}
     table = results_table(questions, answers, judgements, orders)
-    summary = model_summary(table, config.model_ids)
+    summary = model_summary(table, config.model_ids, manifest.get("models"))
     stats = statistics(table, config.stats.alpha, config.data.seed)
     stats["judging"] = judge_report(judgements, table, orders)
-    stats.update(decision_statistics(judgements, table, stats, config.model_ids, config.stats.alpha, config.data.seed))
+    stats.update(decision_statistics(judgements, table, stats, config.model_ids, config.stats.alpha, config.data.seed,
+                                     summary[list(MEMORY_COLUMNS)]))
     intervals = stats.get("summary", {})
     summary["rank_ci_low"] = [intervals.get(m, {}).get("ci_low") for m in summary.index]
     summary["rank_ci_high"] = [intervals.get(m, {}).get("ci_high") for m in summary.index]
@@ -262,4 +263,4 @@ def load_run(path: str | Path) -> Results:
     stats_path = run.path / "stats.json"
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     return Results(run.path, manifest, questions, answers, judgements, table,
-                   model_summary(table, config.model_ids), stats)
+                   model_summary(table, config.model_ids, manifest.get("models")), stats)

@@ -134,7 +134,16 @@ def _decision_lines(stats: dict[str, Any]) -> list[str]:
         lines += [f"Plackett-Luce worths: not fitted ({worths['note']})", ""]
     if stats.get("length"):
         lines += [length_sentence(stats["length"]), ""]
+    pareto = (stats.get("tradeoffs") or {}).get("pareto") or {}
+    if pareto.get("all"):
+        axes = ["quality"] + [PARETO_AXES[a] for a in pareto if a in PARETO_AXES]
+        on = ", ".join(axes[:-1]) + f" and {axes[-1]}" if len(axes) > 1 else axes[0]
+        lines += [f"Pareto set (no other model is at least as good on {on}, and better on one): "
+                  f"{', '.join(pareto['all'])}.", ""]
     return lines
+
+
+PARETO_AXES = {"answers_per_s": "answers/s", "ttft_s": "time to first token", "memory_mib": "memory"}
 
 
 def _order_effects(bias: dict[str, Any]) -> str:

@@ -33,6 +33,42 @@ class Results:
         :func:`raq.decision.recommendation`), or {} for statistics made before it existed."""
         return dict(self.stats.get("recommendation") or {})
 
+    @property
+    def plackett_luce(self) -> "pd.DataFrame":
+        """Per model: Plackett-Luce ``worth`` with ``ci_low``/``ci_high`` and ``p_best``
+        (:func:`raq.plackett_luce.plackett_luce`); empty when not fitted."""
+        import pandas as pd
+
+        fit = self.stats.get("plackett_luce") or {}
+        rows = {m: {"worth": w.get("estimate"), "ci_low": w.get("ci_low"), "ci_high": w.get("ci_high"),
+                    "p_best": (fit.get("p_best") or {}).get(m)} for m, w in (fit.get("worth") or {}).items()}
+        frame = pd.DataFrame.from_dict(rows, orient="index", columns=["worth", "ci_low", "ci_high", "p_best"])
+        return frame.rename_axis("model_id")
+
+    @property
+    def length_effect(self) -> dict[str, Any]:
+        """The judge's length preference and length-controlled mean ranks
+        (:func:`raq.length_bias.length_effect`), or {}."""
+        return dict(self.stats.get("length") or {})
+
+    @property
+    def tradeoffs(self) -> dict[str, Any]:
+        """Quality against speed and memory with the Pareto sets (:func:`raq.tradeoffs.tradeoffs`), or {}."""
+        return dict(self.stats.get("tradeoffs") or {})
+
+    @property
+    def memory(self) -> "pd.DataFrame":
+        """Per model: memory added while answering, peak RSS, GGUF file, weights and KV cache (MiB)."""
+        from .analysis import MEMORY_COLUMNS
+
+        return self.summary[[c for c in MEMORY_COLUMNS if c in self.summary.columns]]
+
+    def plot_tradeoffs(self) -> "Figure":
+        """Quality against answers/s, time to first token and memory, the Pareto set marked."""
+        from .figures import tradeoff_figure
+
+        return tradeoff_figure(self.tradeoffs)
+
     def plot(self) -> "Figure":
         """The reference study's three bar charts, with raq's 95% bootstrap intervals."""
         from .figures import bar_figure, interval_settings

@@ -185,7 +185,24 @@ def _paper(x: np.ndarray, models: list[str], alpha: float, why: str | None) -> d
         kw.update(statistic=_num(res.statistic), p_value=_num(res.pvalue))
         long = pd.DataFrame({"model_id": np.tile(models, n), "v": x.ravel()})
         dunn = _upper(models, sp.posthoc_dunn(long, val_col="v", group_col="model_id"))
-    return {"design": PAPER_DESIGN, "kruskal": kw, "dunn_holm": _posthoc(models, dunn, alpha, why)}
+    entry = _posthoc(models, dunn, alpha, why)
+    entry["z"] = _matrix(models, dunn_z(x) if why is None else {}, antisymmetric=True)
+    return {"design": PAPER_DESIGN, "kruskal": kw, "dunn_holm": entry}
+
+
+def dunn_z(x: np.ndarray) -> Pairs:
+    """Dunn's signed z per pair ``(i, j)``, i < j, of an n x k table (equal group sizes n): the
+    difference of mean pooled ranks, ``mean_i - mean_j``, over its standard error with the
+    tie correction; ``2 * Phi(-|z|)`` is the raw p-value of :func:`scikit_posthocs.posthoc_dunn`.
+    Positive z: model i has the larger values (for judge ranks, the worse ones)."""
+    n, k = x.shape
+    total = n * k
+    ranks = stats.rankdata(x.ravel()).reshape(n, k)
+    _, ties = np.unique(x.ravel(), return_counts=True)
+    variance = total * (total + 1) / 12 - float((ties**3 - ties).sum()) / (12 * (total - 1))
+    se = np.sqrt(max(variance, 0.0) * 2 / n)
+    means = ranks.mean(axis=0)
+    return {(i, j): float((means[i] - means[j]) / se) for i, j in combinations(range(k), 2) if se > 0}
 
 
 #: Most differences for which scipy's ``wilcoxon(method="auto")`` runs its exact sign-flip test
@@ -307,8 +324,9 @@ def metric_statistics(df: pd.DataFrame, value: str, **kwargs: Any) -> dict[str, 
 
 def significance_table(result: dict[str, Any], family: str = "blocked") -> pd.DataFrame:
     """One row per model pair and post-hoc test of ``family`` ("blocked" or "paper"):
-    ``model_a, model_b, test, p_value, significant, effect_size`` (the matched-pairs rank-biserial
-    of model_a vs model_b for blocked rows, None for the paper's Dunn rows)."""
+    ``model_a, model_b, test, p_value, significant, effect_size, z`` (``effect_size``: the
+    matched-pairs rank-biserial of model_a vs model_b for blocked rows, None for the paper's Dunn
+    rows; ``z``: Dunn's signed z of model_a vs model_b for Dunn rows, None for blocked rows)."""
     if family not in ("blocked", "paper"):
         raise ValueError(f"family must be 'blocked' or 'paper', not {family!r}")
     tests = _BLOCKED_POSTHOCS if family == "blocked" else ("dunn_holm",)
@@ -321,8 +339,9 @@ def significance_table(result: dict[str, Any], family: str = "blocked") -> pd.Da
             "p_value": result[family][test]["p_values"][a][b],
             "significant": result[family][test]["significant"][a][b],
             "effect_size": effect.get(a, {}).get(b),
+            "z": (result[family][test].get("z") or {}).get(a, {}).get(b) if family == "paper" else None,
         }
         for test in tests
         for a, b in combinations(result["models"], 2)
     ]
-    return pd.DataFrame(rows, columns=["model_a", "model_b", "test", "p_value", "significant", "effect_size"])
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "test", "p_value", "significant", "effect_size", "z"])

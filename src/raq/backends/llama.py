@@ -38,6 +38,7 @@ from .llama_native import (
     choices_grammar,
     greedy_token,
     is_plain_greedy,
+    kv_cache_log,
     make_sampler,
     quiet,
     schema_grammar,
@@ -70,16 +71,17 @@ class LlamaBackend:
         self.lib: Any = llama_cpp
         self.path = Path(path)
         self.n_threads = n_threads or os.cpu_count() or 1
-        try:
-            with quiet():
-                self.llm: Any = llama_cpp.Llama(
-                    model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch or n_batch,
-                    flash_attn=flash_attn,
-                    n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers,
-                    seed=seed, logits_all=False, verbose=False,
-                )
-        except (ValueError, RuntimeError) as error:
-            raise BackendError(f"llama.cpp could not load {self.path}: {error}") from error
+        with kv_cache_log(llama_cpp) as kv_single:
+            try:
+                with quiet():
+                    self.llm: Any = llama_cpp.Llama(
+                        model_path=str(self.path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch or n_batch,
+                        flash_attn=flash_attn,
+                        n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers,
+                        seed=seed, logits_all=False, verbose=False,
+                    )
+            except (ValueError, RuntimeError) as error:
+                raise BackendError(f"llama.cpp could not load {self.path}: {error}") from error
         self._n_ctx: int = self.llm.n_ctx()
         self.n_ctx: int | None = self._n_ctx
         self.n_batch = n_batch
@@ -102,15 +104,20 @@ class LlamaBackend:
         self._batch: NativeBatch | None = None
         self._piece_buf = ctypes.create_string_buffer(256)
         self.batched: BatchedDecoder | None = None
+        kv_batched = None
         if n_parallel > 1:
-            try:
-                self.batched = BatchedDecoder(  # joint: one pool of cells for the prompts read together
-                    self, n_parallel=n_parallel, flash_attn=flash_attn, n_ctx=self._n_ctx if joint_prompts else None,
-                    kv_unified=joint_prompts, joint_prompts=joint_prompts,
-                    prefix_align=1 if joint_prompts else PREFIX_ALIGN)
-            except BaseException:
-                self.llm.close()
-                raise
+            with kv_cache_log(llama_cpp) as kv_batched:
+                try:
+                    self.batched = BatchedDecoder(  # joint: one pool of cells for the prompts read together
+                        self, n_parallel=n_parallel, flash_attn=flash_attn,
+                        n_ctx=self._n_ctx if joint_prompts else None, kv_unified=joint_prompts,
+                        joint_prompts=joint_prompts, prefix_align=1 if joint_prompts else PREFIX_ALIGN)
+                except BaseException:
+                    self.llm.close()
+                    raise
+        sizes = [k.mib for k in (kv_single, kv_batched) if k is not None and k.mib is not None]
+        self.kv_cache_mib: float | None = sum(sizes) if sizes else None  # every context, as llama.cpp allocated
+        self.weights_mib = round(llama_cpp.llama_model_size(self.model.model) / 2**20, 1)
         log.debug("loaded %s (n_ctx %d, n_parallel %d)", self.path.name, self.n_ctx, n_parallel)
 
     @property
@@ -279,6 +286,8 @@ class LlamaBackend:
             "n_gpu_layers": self.n_gpu_layers, "seed": self.seed, "n_parallel": self.capacity,
             "reuse_prefix": self.reuse_prefix, "joint_prompts": self.joint_prompts,
             "architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
+            "file_mib": round(self.path.stat().st_size / 2**20, 1), "weights_mib": self.weights_mib,
+            "kv_cache_mib": self.kv_cache_mib,
             "file_type": meta.get("general.file_type"),
             "chat_template": self.chat_template, "chat_template_source": self.chat_template_source,
             "llama_cpp_python": self.lib.__version__,

@@ -1,14 +1,17 @@
 """Thin helpers over llama.cpp's low-level C API (through llama-cpp-python's ctypes bindings)
 that raq's decoding loops share: a reusable ``llama_batch``, native sampler chains (with an
 optional grammar), the greedy pick, the most likely tokens with their log-probabilities, token
-pieces, stop strings, and quiet model/context creation."""
+pieces, stop strings, quiet model/context creation, and the KV cache sizes llama.cpp reports while
+it creates a context."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -24,6 +27,50 @@ log = logging.getLogger(__name__)
 PENALTY_LAST_N = 64
 #: The root rule of every grammar raq builds (llama-cpp-python's ``LLAMA_GRAMMAR_DEFAULT_ROOT``).
 GRAMMAR_ROOT = "root"
+#: llama.cpp's line for each KV cache it allocates (two for models with sliding-window layers).
+KV_CACHE_LINE = re.compile(r"^llama_kv_cache\w*: +size = +([0-9.]+) MiB", re.MULTILINE)
+
+
+class KvCacheLog:
+    """The KV cache sizes llama.cpp logged inside :func:`kv_cache_log`."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+
+    @property
+    def mib(self) -> float | None:
+        """The KV cache memory of every context created, in MiB; None when llama.cpp logged none."""
+        sizes = [float(size) for size in KV_CACHE_LINE.findall("".join(self.text))]
+        return round(sum(sizes), 2) if sizes else None
+
+
+_capture: list[KvCacheLog] = []
+
+
+def _log_line(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    if _capture:
+        _capture[-1].text.append(text.decode("utf-8", errors="replace"))
+
+
+@lru_cache(maxsize=1)
+def _callback(lib: Any) -> Any:
+    return lib.llama_log_callback(_log_line)  # kept alive by the cache: llama.cpp holds the pointer
+
+
+@contextlib.contextmanager
+def kv_cache_log(lib: Any) -> Iterator[KvCacheLog]:
+    """Collect llama.cpp's log while models and contexts are created (llama-cpp-python's own
+    logger, which prints only errors unless verbose, is put back after)."""
+    from llama_cpp import _logger
+
+    record = KvCacheLog()
+    _capture.append(record)
+    lib.llama_log_set(_callback(lib), ctypes.c_void_p(0))
+    try:
+        yield record
+    finally:
+        _capture.remove(record)
+        lib.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 def quiet() -> Any:
