@@ -18,6 +18,7 @@ from scipy import stats as sps
 import raq
 from raq.errors import ConfigError
 from raq.pipeline import analyse, judge_run
+from raq.report import _fmt
 from raq.store import RunDir
 from study_fakes import MODEL_IDS, another_judge, fakes, quick_analysis, study_config, study_dict, write_config
 
@@ -253,6 +254,11 @@ def test_a_finished_study_gives_worths_tradeoffs_and_memory(study: dict[str, Any
         plt.close(figure)
 
     markdown = (study["complete"].path / "summary.md").read_text()
+    controlled = results.length_effect["mean_rank"]
+    for model in MODEL_IDS:
+        entry = controlled[model]["controlled"]
+        assert (f"- {model}: {_fmt(controlled[model]['raw'])}, length-controlled {_fmt(entry['estimate'])} "
+                f"[{_fmt(entry['ci_low'])}, {_fmt(entry['ci_high'])}]") in markdown.splitlines()
     line = next(line for line in markdown.splitlines() if line.startswith("Pareto set ("))
     assert line.startswith("Pareto set (no other model is at least as good on quality, answers/s")
     assert line.endswith(f"): {', '.join(front)}.")

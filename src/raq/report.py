@@ -134,6 +134,13 @@ def _decision_lines(stats: dict[str, Any]) -> list[str]:
         lines += [f"Plackett-Luce worths: not fitted ({worths['note']})", ""]
     if stats.get("length"):
         lines += [length_sentence(stats["length"]), ""]
+        controlled = stats["length"].get("mean_rank") or {}
+        if controlled:
+            lines += ["Mean rank, raw and with the judge's length preference removed (95% bootstrap interval):", ""]
+            lines += [f"- {m}: {_fmt(r.get('raw'))}, length-controlled {_fmt(r['controlled'].get('estimate'))} "
+                      f"[{_fmt(r['controlled'].get('ci_low'))}, {_fmt(r['controlled'].get('ci_high'))}]"
+                      for m, r in controlled.items()]
+            lines.append("")
     pareto = (stats.get("tradeoffs") or {}).get("pareto") or {}
     if pareto.get("all"):
         axes = ["quality"] + [PARETO_AXES[a] for a in pareto if a in PARETO_AXES]
