@@ -9,10 +9,13 @@ kept: a lower bound that can miss a short spike. Without either, nothing is meas
 ``added_rss_mib`` (peak minus the RSS just before the model was loaded) is the model's own share:
 weights actually read from its file (llama.cpp maps the file, so only touched pages count), KV cache,
 compute buffers and the answering loop's allocations; the Python process raq runs in is left out.
+Memory the process frees inside the block lowers the RSS the block's own allocations start from,
+so the figure can only be low, never high; cyclic garbage is collected before the block starts.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Callable
@@ -92,6 +95,7 @@ class PeakMemory:
         self._samples_peak: float | None = None
 
     def __enter__(self) -> PeakMemory:
+        gc.collect()  # garbage freed inside the block would hide as much of the block's own memory
         self.before_mib = rss_mib()
         if _reset_peak():
             self.method = "kernel peak RSS (VmHWM), reset before loading"
