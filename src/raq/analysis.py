@@ -181,9 +181,10 @@ def decision_statistics(judgements: Sequence[Judgement], table: pd.DataFrame, st
     """What a user deciding between the models needs beside the tests: the Plackett-Luce worths of
     every successful judgement, the judge's length preference, quality against speed and memory
     (``memory``: :func:`model_memory`'s table), and the recommendation."""
-    from .decision import MEMORY_AXIS, recommendation, tradeoffs
+    from .decision import recommendation
     from .length_bias import length_effect
     from .plackett_luce import plackett_luce
+    from .tradeoffs import MEMORY_AXIS, tradeoffs
 
     try:
         worths = plackett_luce(judgements, models, seed=seed)
@@ -199,5 +200,6 @@ def decision_statistics(judgements: Sequence[Judgement], table: pd.DataFrame, st
         for model, value in memory["memory_mib"].dropna().items():
             per_model.setdefault(str(model), {})[MEMORY_AXIS] = float(value)
     result = {"plackett_luce": worths, "length": length_effect(table, seed=seed)}
-    return {**result, "tradeoffs": tradeoffs({**stats, **result}, per_model),
-            "recommendation": recommendation({**stats, **result}, per_model, alpha=alpha)}
+    decided = {**stats, **result}
+    return {**result, "tradeoffs": tradeoffs(decided, per_model),
+            "recommendation": recommendation(decided, per_model, alpha=alpha)}

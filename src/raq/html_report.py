@@ -314,12 +314,13 @@ def render_html_report(results: RunResults) -> str:
     from .report_judge_check import judge_check_section
 
     manifest = results.manifest
+    decision = decision_values(results.stats, results.summary, manifest.get("models"))
+    tradeoffs = results.stats.get("tradeoffs") or {}
+    decision_figure = _drawn("tradeoffs", lambda: tradeoff_figure(tradeoffs)) if decision else None
     page = {"name": manifest.get("config", {}).get("name", ""), "run_dir": results.run_dir,
             "created": manifest.get("created"), "updated": manifest.get("updated"), "version": _version(),
             "stamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return _render("report.html.j2", page=page, decision=decision_values(results.stats, results.summary,
-                                                                          manifest.get("models")),
-                   decision_figure=_drawn("tradeoffs", lambda: tradeoff_figure(results.stats.get("tradeoffs") or {})),
+    return _render("report.html.j2", page=page, decision=decision, decision_figure=decision_figure,
                    overview=_overview(results), models=_models(results),
                    statistics=_statistics_values(results.stats), figures=_figures(results),
                    examples=_examples(results), failures=_failures(results), settings=_settings(results),

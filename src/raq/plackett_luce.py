@@ -189,18 +189,19 @@ def _newton(counts: np.ndarray, mask: np.ndarray, winner: np.ndarray, alpha: flo
     return theta - theta.mean(axis=1, keepdims=True)
 
 
-def _bootstrap(questions: Sequence[Sequence[Event]], models: Sequence[str], alpha: float, start: np.ndarray,
+def _bootstrap(patterns: tuple[np.ndarray, np.ndarray, np.ndarray], alpha: float, start: np.ndarray,
                n_boot: int, seed: int) -> np.ndarray:
-    """Centred worths (n_boot, k) refitted to questions resampled with replacement."""
-    mask, winner, counts = _patterns(questions, models)
-    n = len(questions)
+    """Centred worths (n_boot, k) refitted to questions resampled with replacement (``patterns``:
+    :func:`_patterns` of the questions)."""
+    mask, winner, counts = patterns
+    n = len(counts)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(n_boot, n))
     weights = np.zeros((n_boot, n))
     np.add.at(weights, (np.arange(n_boot)[:, None], draws), 1.0)
     boot_counts = weights @ counts
     chunk = max(1, _CELLS // max(1, mask.size))
-    out = np.empty((n_boot, len(models)))
+    out = np.empty((n_boot, mask.shape[1]))
     for first in range(0, n_boot, chunk):
         out[first : first + chunk] = _newton(boot_counts[first : first + chunk], mask, winner, alpha, start)
     return out
@@ -256,10 +257,11 @@ def plackett_luce(judgements: Sequence[Judgement], models: Sequence[str], *, n_b
     if unranked:
         raise ValueError(f"model(s) {unranked} are ranked by no usable judgement: their worth is not identified")
     point = fit_worths(events, models, alpha)
-    mask, winner, counts = _patterns(questions, models)  # choix stops early on flat objectives (near separation):
-    theta = _newton(counts.sum(axis=0, keepdims=True), mask, winner, alpha,  # polish its optimum with the
-                    np.array([point[model] for model in models]))[0]  # replicates' Newton, so both agree
-    boot = _bootstrap(questions, models, alpha, theta, int(n_boot), seed) if n_boot else np.empty((0, len(models)))
+    patterns = _patterns(questions, models)
+    mask, winner, counts = patterns  # choix stops early on flat objectives (near separation): polish its
+    theta = _newton(counts.sum(axis=0, keepdims=True), mask, winner, alpha,  # optimum with the replicates'
+                    np.array([point[model] for model in models]))[0]  # Newton, so both agree
+    boot = _bootstrap(patterns, alpha, theta, int(n_boot), seed) if n_boot else np.empty((0, len(models)))
     p_best: dict[str, float | None] = dict.fromkeys(models)
     if n_boot:
         top = boot >= boot.max(axis=1, keepdims=True) - _BEST_TIE
