@@ -178,17 +178,17 @@ def test_relative_and_absolute_imports_resolve():
 #: data flows one way (records and settings -> storage and data -> backends -> the generator and
 #: judge -> statistics -> reports -> the result type -> the study's phases -> the study -> the CLI).
 LAYERS = (
-    ("errors", "records", "metrics", "prompts", "ranking", "ranking_text", "config", "catalog", "environment", "memory",
-     "progress"),
-    ("store", "dataset", "models", "judge_ladder"),
+    ("errors", "records", "metrics", "abstention", "prompts", "ranking", "ranking_text", "config_data", "config",
+     "catalog", "environment", "memory", "progress"),
+    ("store", "user_data", "dataset", "models", "judge_ladder"),
     ("backends", "backends.base", "backends.llama_native", "backends.llama_decode", "backends.llama",
      "backends.llama_batched", "backends.openai_http", "backends.local_server", "backends.fake", "backends.factory"),
     ("generator", "judge", "judge_pointwise", "judge_pairwise", "judges"),
     ("stats", "power", "plackett_luce", "length_bias", "tradeoffs", "decision", "analysis", "judge_quality",
-     "judge_accuracy"),
-    ("figures", "report", "report_decision", "html_report", "report_judge_check"),
+     "judge_accuracy", "unanswerable"),
+    ("figures", "report", "report_decision", "report_unanswerable", "html_report", "report_judge_check"),
     ("results",),
-    ("checks", "runs", "answering", "judging", "judge_check"),
+    ("checks", "runs", "answering", "engine_ray", "judging", "judge_check"),
     ("pipeline",),
     ("", "cli", "__main__"),
 )

@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,197 @@ def test_describe_source(tmp_path):
         describe_source(str(tmp_path / "absent.jsonl"), "validation")
 
 
+# --- SQuAD 2.0: unanswerable questions -------------------------------------------------
+
+V2 = "squad-v2.0-dev"
+V2_SHA256 = "ed4e0f7d7fa0da5b19f1181211dd48ee696c14e5e21e90a6c52cc9d1ac8e415a"
+#: Samples drawn by raq before unanswerable questions could be sampled: they must never change.
+V11_PINNED = {
+    (5, 2024, 1): ["572800b03acd2414000df1f4", "570d391fb3d812140066d575", "572fbea404bcaa1900d76c5d",
+                   "5726509bdd62a815002e815b", "571136b8a58dae1900cd6d24"],
+    (8, 7, 1): ["57268692dd62a815002e882a", "56f884cba6d7ea1400e17708", "5726f96ddd62a815002e9699",
+                "56d9ccacdc89441400fdb842", "56dfa01738dc42170015211d", "5729686d1d046914007793c2",
+                "56e10d2dcd28a01900c674d7", "57276166dd62a815002e9bd8"],
+    (6, 1, 3): ["571095a8a58dae1900cd6a76", "571095a8a58dae1900cd6a78", "571095a8a58dae1900cd6a7a",
+                "56e1b754cd28a01900c67abd", "56e1b754cd28a01900c67abe", "56e1b754cd28a01900c67ac0"],
+}
+V2_ANSWERABLE_PINNED = {
+    (6, 3, 1): ["5725cb33271a42140099d1df", "572fcb6da23a5019007fc9f5", "572f55e8a23a5019007fc56d",
+                "57115e532419e314009555b1", "572750df5951b619008f8830", "572ff932a23a5019007fcbd9"],
+    (6, 3, 2): ["5726516a708984140094c224", "5726516a708984140094c225", "5733cf61d058e614000b62e9",
+                "5733cf61d058e614000b62eb", "571a4ead10f8ca1400304fdd", "571c7abfdd7acb1400e4c0be"],
+}
+
+
+@pytest.fixture(scope="module")
+def v2_all():
+    return load_questions(V2)
+
+
+def ids(questions) -> list[str]:
+    return [q.question_id for q in questions]
+
+
+@pytest.mark.parametrize("setting", [{}, {"unanswerable": "include"}, {"unanswerable": "exclude"}])
+def test_v11_samples_are_unchanged(setting):
+    for (n, seed, per_context), expected in V11_PINNED.items():
+        assert ids(load_questions("squad-v1.1-dev", n=n, seed=seed, per_context=per_context, **setting)) == expected
+    sixty = load_questions("squad-v1.1-dev", n=60, **setting)
+    assert ids(sixty[:5]) == V11_PINNED[(5, 2024, 1)] and sixty[-1].question_id == "5730ab63396df91900096260"
+    with pytest.raises(DatasetError, match="no unanswerable questions"):
+        load_questions("squad-v1.1-dev", n=5, unanswerable="only")
+
+
+def test_bundled_v2_counts(v2_all, caplog):
+    assert BUNDLED[V2].is_file() and BUNDLED[V2].name == "squad-v2.0-dev.jsonl.gz"
+    assert len(v2_all) == 11_873 and len({q.question_id for q in v2_all}) == 11_873
+    assert sum(q.answerable for q in v2_all) == 5_928
+    assert sum(not q.answerable for q in v2_all) == 5_945
+    first = v2_all[0]
+    assert first.question_id == "56ddde6b9a695914005b9628" and first.title == "Normans"
+    assert first.question == "In what country is Normandy located?" and first.gold_answers == ["France"]
+    assert not any(q.gold_answers for q in v2_all if not q.answerable)
+    with caplog.at_level(logging.INFO, logger="raq.dataset"):
+        only = load_questions(V2, unanswerable="only")
+    assert "11873 questions: 5928 answerable, 5945 unanswerable; 5928 excluded (unanswerable: only)" in caplog.text
+    assert ids(only) == [q.question_id for q in v2_all if not q.answerable]
+    excluded = load_questions(V2, split="dev", unanswerable="exclude")
+    assert ids(excluded) == [q.question_id for q in v2_all if q.answerable]
+    # the answerable questions are v1.1 dev's, with the same answers
+    v11 = {q.question_id: q for q in load_questions("squad-v1.1-dev")}
+    assert all(v11[q.question_id].gold_answers == q.gold_answers and v11[q.question_id].context == q.context
+               for q in excluded)
+
+
+def test_v2_exclude_gives_the_samples_of_before():
+    for (n, seed, per_context), expected in V2_ANSWERABLE_PINNED.items():
+        assert ids(load_questions(V2, n=n, seed=seed, per_context=per_context, unanswerable="exclude")) == expected
+
+
+def test_v2_include_and_only_samples(v2_all):
+    sample = load_questions(V2, n=200, seed=5)
+    assert len(sample) == 200 and len(set(ids(sample))) == 200
+    assert 60 < sum(not q.answerable for q in sample) < 140  # about the dataset's own share (50 %)
+    by_index = {q.question_id: i for i, q in enumerate(v2_all)}
+    assert ids(sample) == [v2_all[i].question_id for i in random.Random(5).sample(range(len(v2_all)), 200)]
+    assert ids(load_questions(V2, n=200, seed=5)) == ids(sample)
+    assert all(q.question_id in by_index for q in sample)
+    only = load_questions(V2, n=50, seed=5, unanswerable="only")
+    assert len(only) == 50 and not any(q.answerable for q in only)
+    with pytest.raises(DatasetError, match="cannot sample 6000 unanswerable questions, 5945 are available"):
+        load_questions(V2, n=6000, unanswerable="only")
+    with pytest.raises(DatasetError, match="cannot sample 6000 answerable questions, 5928 are available"):
+        load_questions(V2, n=6000, unanswerable="exclude")
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5, 1.0])
+def test_unanswerable_share_is_a_stratified_sample(share):
+    sample = load_questions(V2, n=40, seed=9, unanswerable_share=share)
+    assert len(sample) == 40 and len(set(ids(sample))) == 40
+    assert sum(not q.answerable for q in sample) == round(40 * share)
+    assert ids(load_questions(V2, n=40, seed=9, unanswerable_share=share)) == ids(sample)
+    assert ids(load_questions(V2, n=40, seed=10, unanswerable_share=share)) != ids(sample)
+
+
+def test_unanswerable_share_draws_each_kind_with_its_own_generator():
+    a = load_questions(V2, n=20, seed=9, unanswerable_share=0.5)
+    b = load_questions(V2, n=21, seed=9, unanswerable_share=0.5)  # round(10.5) = 10: one more answerable
+    assert sorted(ids(q for q in a if not q.answerable)) == sorted(ids(q for q in b if not q.answerable))
+    answerable_a = ids(q for q in a if q.answerable)
+    assert set(answerable_a) < set(ids(q for q in b if q.answerable))
+    # shuffled together: the kinds are mixed, not one block after the other
+    kinds = [q.answerable for q in a]
+    assert kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True)
+
+
+def test_unanswerable_share_errors(tmp_path):
+    with pytest.raises(DatasetError, match=r"squad-v2\.0-dev\.jsonl\.gz: cannot sample 6000 unanswerable questions "
+                                           r"\(unanswerable_share 0\.5 of 12000\), 5945 are available"):
+        load_questions(V2, n=12_000, unanswerable_share=0.5)
+    with pytest.raises(DatasetError, match="cannot sample 5 answerable questions"):
+        load_questions(str(write_jsonl(tmp_path / "few.jsonl", [flat(0), flat(1, [])])), n=6,
+                       unanswerable_share=0.1)
+    with pytest.raises(DatasetError, match=r"dev\.json\.gz: cannot sample 1 unanswerable questions .*0 are available"):
+        load_questions("squad-v1.1-dev", n=10, unanswerable_share=0.1)
+    assert len(load_questions("squad-v1.1-dev", n=10, unanswerable_share=0.0)) == 10
+    with pytest.raises(DatasetError, match="needs unanswerable 'include', not 'exclude'"):
+        load_questions(V2, n=10, unanswerable="exclude", unanswerable_share=0.5)
+    with pytest.raises(DatasetError, match="between 0 and 1"):
+        load_questions(V2, n=10, unanswerable_share=1.5)
+    with pytest.raises(DatasetError, match="needs a sample size"):
+        load_questions(V2, unanswerable_share=0.5)
+    with pytest.raises(DatasetError, match="unanswerable must be one of 'include', 'exclude', 'only', not 'all'"):
+        load_questions(V2, n=10, unanswerable="all")  # type: ignore[arg-type]
+
+
+def check_clusters(picked, per_context: int) -> dict[str, list]:
+    by_context: dict[str, list] = {}
+    for q in picked:
+        by_context.setdefault(q.context, []).append(q)
+    assert all(len(group) <= per_context for group in by_context.values())
+    order = ids(picked)  # a paragraph's questions come together
+    for group in by_context.values():
+        first = order.index(group[0].question_id)
+        assert order[first:first + len(group)] == ids(group)
+    return by_context
+
+
+def test_cluster_sample_with_unanswerable_questions(v2_all):
+    picked = load_questions(V2, n=30, seed=2, per_context=4)
+    assert len(picked) == 30 and len(set(ids(picked))) == 30
+    groups = check_clusters(picked, 4)
+    assert len(groups) < 30 and any(not q.answerable for q in picked) and any(q.answerable for q in picked)
+    assert ids(load_questions(V2, n=30, seed=2, per_context=4)) == ids(picked)
+    only = load_questions(V2, n=12, seed=2, per_context=3, unanswerable="only")
+    assert len(only) == 12 and not any(q.answerable for q in only)
+    check_clusters(only, 3)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_stratified_cluster_sample(share):
+    picked = load_questions(V2, n=30, seed=2, per_context=3, unanswerable_share=share)
+    assert len(picked) == 30 and len(set(ids(picked))) == 30
+    assert sum(not q.answerable for q in picked) == round(30 * share)
+    groups = check_clusters(picked, 3)
+    assert all(len({q.answerable for q in group}) == 1 for group in groups.values())  # one kind a paragraph
+    assert ids(load_questions(V2, n=30, seed=2, per_context=3, unanswerable_share=share)) == ids(picked)
+
+
+def test_stratified_cluster_sample_keeps_the_kinds_apart(tmp_path):
+    rows = [{**flat(i), "context": f"paragraph {i // 3}"} for i in range(9)]  # 3 paragraphs x 3 answerable
+    rows += [{**flat(i, []), "context": "paragraph 0"} for i in range(9, 11)]  # and 2 unanswerable in paragraph 0
+    path = str(write_jsonl(tmp_path / "clusters.jsonl", rows))
+    picked = load_questions(path, n=6, seed=1, per_context=2, unanswerable_share=1 / 3)
+    groups = check_clusters(picked, 2)
+    assert sorted(ids(groups["paragraph 0"])) == ["q10", "q9"]  # the answerable draw leaves paragraph 0 alone
+    assert len(groups) == 3 and sum(q.answerable for q in picked) == 4
+    with pytest.raises(DatasetError, match=r"clusters\.jsonl: cannot sample 7 questions with per_context 2 and "
+                                           r"unanswerable_share 0\.285714: the paragraphs give 6"):
+        load_questions(path, n=7, seed=1, per_context=2, unanswerable_share=2 / 7)
+
+
+def test_describe_bundled_v2():
+    info = describe_source(V2, "dev")
+    assert info == {"source": V2, "split": "validation", "kind": "bundled", "path": str(BUNDLED[V2]),
+                    "sha256": V2_SHA256, "license": "CC BY-SA 4.0"}
+    assert describe_source("rajpurkar/squad_v2", "validation")["license"] == "CC BY-SA 4.0"
+
+
+def test_bundled_v2_license_file_names_its_source():
+    text = (BUNDLED[V2].parent / "SQUAD-LICENSE.md").read_text(encoding="utf-8")
+    assert "squad-v2.0-dev.jsonl.gz" in text and "Know What You Don't Know" in text
+    assert "Rajpurkar" in text and "Jia" in text and "ACL 2018" in text and "CC BY-SA 4.0" in text
+
+
+@pytest.mark.parametrize("setting, named", [({"columns": {"question": "q"}}, "data.columns"),
+                                            ({"answers_delimiter": "|"}, "data.answers_delimiter"),
+                                            ({"documents": "."}, "data.documents")])
+def test_user_file_settings_on_a_bundled_source(setting, named):
+    with pytest.raises(DatasetError, match=f"bundled 'squad-v2.0-dev' has raq's own fields and contexts: {named} "
+                                           "is for your own files"):
+        load_questions(V2, n=5, **setting)
+
+
 # --- flat files --------------------------------------------------------------------------
 
 
@@ -172,16 +364,23 @@ def test_other_answer_shapes(tmp_path):
 def test_rows_without_ids_use_stem_and_row(tmp_path):
     rows = [{k: v for k, v in flat(i).items() if k != "id"} for i in range(3)]
     rows[0]["answers"] = {"text": [], "answer_start": []}
-    questions = load_questions(str(write_jsonl(tmp_path / "noids.jsonl.gz", rows, gzip.open)))
-    assert [q.question_id for q in questions] == ["noids:1", "noids:2"]
+    path = str(write_jsonl(tmp_path / "noids.jsonl.gz", rows, gzip.open))
+    assert [q.question_id for q in load_questions(path, unanswerable="exclude")] == ["noids:1", "noids:2"]
+    assert [q.question_id for q in load_questions(path)] == ["noids:0", "noids:1", "noids:2"]
 
 
 def test_unanswerable_rows_are_excluded(tmp_path, caplog):
     rows = [flat(0), flat(1, {"text": [], "answer_start": []}), flat(2), flat(3, [])]
+    path = str(write_jsonl(tmp_path / "v2.jsonl", rows))
     with caplog.at_level(logging.INFO, logger="raq.dataset"):
-        questions = load_questions(str(write_jsonl(tmp_path / "v2.jsonl", rows)))
+        questions = load_questions(path, unanswerable="exclude")
     assert [q.question_id for q in questions] == ["q0", "q2"]
-    assert "2 excluded" in caplog.text
+    assert "4 questions: 2 answerable, 2 unanswerable; 2 excluded (unanswerable: exclude)" in caplog.text
+    included = load_questions(path)
+    assert [(q.question_id, q.answerable) for q in included] == [("q0", True), ("q1", False), ("q2", True),
+                                                                  ("q3", False)]
+    assert included[1].gold_answers == [] and included[3].gold_answers == []
+    assert [q.question_id for q in load_questions(path, unanswerable="only")] == ["q1", "q3"]
 
 
 def test_missing_field_names_file_and_line(tmp_path):
@@ -228,10 +427,10 @@ def test_unparsable_and_unsupported_files(tmp_path):
     path.write_text("not gzip", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"junk\.json\.gz: cannot read"):
         load_questions(str(path))
-    csv = tmp_path / "data.csv"
-    csv.write_text("a,b\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match="unsupported file type"):
-        load_questions(str(csv))
+    other = tmp_path / "data.txt"
+    other.write_text("a,b\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"unsupported file type \(use one of .*\.csv, \.tsv"):
+        load_questions(str(other))
     with pytest.raises(DatasetError, match="no such file"):
         load_questions(str(tmp_path / "absent.json.gz"))
 
@@ -255,9 +454,19 @@ def test_nested_json_gz(tmp_path):
     path = tmp_path / "nested.json.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
         json.dump(nested_doc(), f)
-    questions = load_questions(str(path))
+    questions = load_questions(str(path), unanswerable="exclude")
     assert [(q.question_id, q.title, q.gold_answers) for q in questions] == [
         ("n0", "A", ["Ann"]), ("n2", "B", ["Ann", "Bob"])]
+    # SQuAD 2.0's is_impossible: unanswerable, whatever its answers say
+    doc = nested_doc()
+    doc["data"][1]["paragraphs"][1]["qas"][0]["answers"] = [{"text": "Bob", "answer_start": 4}]
+    path.unlink()
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        json.dump(doc, f)
+    questions = load_questions(str(path))
+    assert [(q.question_id, q.gold_answers) for q in questions] == [
+        ("n0", ["Ann"]), ("n1", []), ("n2", ["Ann", "Bob"])]
+    assert [q.question_id for q in load_questions(str(path), unanswerable="only")] == ["n1"]
 
 
 def test_nested_error_names_path(tmp_path):
@@ -283,13 +492,14 @@ def test_nested_without_questions(tmp_path):
 @needs_shared
 def test_shared_v2_dev():
     path = str(SHARED / "squad-v2.0-dev.jsonl.gz")
-    questions = load_questions(path)
+    questions = load_questions(path, unanswerable="exclude")
     assert len(questions) == 5_928
     by_id = {q.question_id: q for q in questions}
     bundled = load_questions("squad-v1.1-dev")
     assert all(by_id[q.question_id].gold_answers == q.gold_answers
                for q in bundled if q.question_id in by_id)
-    assert len(load_questions(path, n=100, seed=1)) == 100
+    assert len(load_questions(path, n=100, seed=1, unanswerable="exclude")) == 100
+    assert (SHARED / "squad-v2.0-dev.jsonl.gz").read_bytes() == BUNDLED["squad-v2.0-dev"].read_bytes()
 
 
 @needs_shared

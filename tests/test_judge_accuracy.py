@@ -10,8 +10,17 @@ from typing import Any
 import pytest
 from scipy import stats as sps
 
-from raq.judge_accuracy import METRICS, check_metrics, meets
-from raq.judge_ladder import ABSTAIN, GOLD_SENTENCE, TIERS, WRONG_SENTENCE, Ladder, Rung
+from raq.judge_accuracy import ABSTENTION_METRIC, METRICS, check_metrics, meets
+from raq.judge_ladder import (
+    ABSTAIN,
+    ABSTAIN_SENTENCE,
+    ANSWERABLE_TIERS,
+    GOLD_SENTENCE,
+    UNANSWERABLE_TIERS,
+    WRONG_SENTENCE,
+    Ladder,
+    Rung,
+)
 from raq.records import Judgement, Question
 
 TEXTS = {"gold": "Denver Broncos", "gold_alt": "Broncos of Denver", "partial": "Denver",
@@ -23,7 +32,7 @@ PERFECT = LADDER  # best first
 
 def ladder(qid: str, names: Sequence[str] = LADDER) -> Ladder:
     question = Question(qid, "Who won?", "Denver Broncos beat Carolina Panthers.", ["Denver Broncos"])
-    return Ladder(question, tuple(Rung(name, TEXTS[name], TIERS[name]) for name in names))
+    return Ladder(question, tuple(Rung(name, TEXTS[name], ANSWERABLE_TIERS[name]) for name in names))
 
 
 def ranks_of(best_first: Sequence[str | tuple[str, ...]]) -> dict[str, float]:
@@ -265,3 +274,78 @@ def test_inputs_that_do_not_fit_are_refused():
         check([ladder("q0")], [], orders=0)
     with pytest.raises(ValueError, match="several judges"):
         check([ladder("q0")], [judged("q0")], [judged("q0", judge="other")])
+
+
+# --- ladders of questions without gold answers ---------------------------------------------------
+NO_ANSWER_TEXTS = {"abstain": ABSTAIN, "abstain_sentence": ABSTAIN_SENTENCE, "invented": "Carolina Panthers",
+                   "invented_sentence": WRONG_SENTENCE.format(answer="Carolina Panthers")}
+NO_ANSWER_LADDER = ("abstain", "abstain_sentence", "invented", "invented_sentence")  # best first
+#: The figures' keys before unanswerable ladders existed; a check without them still has exactly these.
+KEYS = ["questions", "questions_judged", "orders", "shown", "judgements", "failed_judgements", "failure_rate",
+        "repeats", "seconds", "seconds_per_question", "alpha", "bootstrap", *METRICS, "rungs"]
+
+
+def no_answer(qid: str, names: Sequence[str] = NO_ANSWER_LADDER) -> Ladder:
+    question = Question(qid, "Who lost in 2020?", "Denver Broncos beat Carolina Panthers in 2016.", [])
+    return Ladder(question, tuple(Rung(name, NO_ANSWER_TEXTS[name], UNANSWERABLE_TIERS[name]) for name in names))
+
+
+def test_without_unanswerable_ladders_the_figures_keep_their_keys():
+    result = check([ladder("q0"), ladder("q1")], [judged("q0"), judged("q1", PERFECT)], [judged("q0")])
+    assert list(result) == KEYS and "subsets" not in result and ABSTENTION_METRIC not in result
+
+
+def test_abstain_is_correct_on_an_unanswerable_ladder_and_each_subset_has_its_figures():
+    abstains_first = ("abstain", "gold", "gold_alt", "gold_sentence", "wrong", "wrong_sentence")  # an abstainer
+    ladders = [ladder(f"q{i}") for i in range(4)] + [no_answer(f"u{i}") for i in range(4)]
+    judgements = ([judged(f"q{i}", abstains_first) for i in range(4)]
+                  + [judged(f"u{i}", NO_ANSWER_LADDER) for i in range(4)])
+    result = check(ladders, judgements, [judged("u0", NO_ANSWER_LADDER)])
+    assert list(result) == [*KEYS[:-1], ABSTENTION_METRIC, "rungs", "subsets"]
+    answerable, unanswerable = result["subsets"]["answerable"], result["subsets"]["unanswerable"]
+    assert list(result["subsets"]) == ["answerable", "unanswerable"]
+    assert list(answerable) == ["questions", "questions_judged", *METRICS, "rungs"]
+    assert list(unanswerable) == ["questions", "questions_judged", *METRICS, ABSTENTION_METRIC, "rungs"]
+    assert answerable["questions"] == answerable["questions_judged"] == unanswerable["questions_judged"] == 4
+    assert mean(answerable, "pairwise_accuracy") == pytest.approx(6 / 9)  # abstain is wrong there
+    assert mean(unanswerable, "pairwise_accuracy") == 1.0 and mean(unanswerable, "wrong_first") == 0.0
+    assert mean(result, "pairwise_accuracy") == pytest.approx((4 * 6 / 9 + 4) / 8)
+    assert result[ABSTENTION_METRIC] == unanswerable[ABSTENTION_METRIC]
+    assert mean(result, ABSTENTION_METRIC) == 1.0 and result[ABSTENTION_METRIC]["n"] == 4
+    assert answerable["rungs"]["abstain"]["ranked_first"] == unanswerable["rungs"]["abstain"]["ranked_first"] == 1
+    assert mean(unanswerable, "stability") == 1.0 and unanswerable["stability"]["n"] == 1
+    assert answerable["stability"]["note"] == "no successful repeats"
+    assert json.loads(json.dumps(result)) == result and plain(result)
+
+
+def test_an_abstention_above_every_invented_answer():
+    cases = {("invented", "invented_sentence", "abstain", "abstain_sentence"): (0.0, 0.0, 0.0),
+             ("invented_sentence", "abstain", "invented", "abstain_sentence"): (0.0, 0.0, 0.25),
+             ("abstain", "invented", "abstain_sentence", "invented_sentence"): (1.0, 0.0, 0.75),
+             ("abstain_sentence", "abstain", "invented_sentence", "invented"): (1.0, 1.0, 1.0)}
+    for order, (above, all_above, accuracy) in cases.items():
+        result = check([no_answer("u0"), ladder("q0")], [judged("u0", order), judged("q0")])
+        unanswerable = result["subsets"]["unanswerable"]
+        assert mean(result, ABSTENTION_METRIC) == above, order
+        assert mean(unanswerable, "all_correct_above_wrong") == all_above, order
+        assert mean(unanswerable, "pairwise_accuracy") == accuracy, order
+        assert mean(result["subsets"]["answerable"], "pairwise_accuracy") == 1.0
+    tied = check([no_answer("u0")], [judged("u0", (("abstain", "invented"), "abstain_sentence", "invented_sentence"))])
+    assert mean(tied, ABSTENTION_METRIC) == 0.0  # a tie is not above
+
+
+def test_on_an_unanswerable_ladder_the_two_abstentions_are_compared_for_length():
+    # where the text does not answer, "The text does not say." is a short correct answer, not no answer
+    result = check([no_answer("u0")], [judged("u0", NO_ANSWER_LADDER)])
+    assert result["length_preference_correct"]["pairs"] == 1 and result["length_preference_wrong"]["pairs"] == 1
+    assert mean(result, "length_preference") == 0.0  # the shorter of each pair first
+    assert result["subsets"]["answerable"]["questions"] == 0
+    assert mean(result["subsets"]["answerable"], "pairwise_accuracy") is None
+
+
+def test_failed_judgements_of_unanswerable_ladders_leave_their_question_out_of_its_subset():
+    ladders = [ladder("q0"), no_answer("u0"), no_answer("u1")]
+    result = check(ladders, [judged("q0"), judged("u0", NO_ANSWER_LADDER), judged("u1", None)])
+    assert result["subsets"]["unanswerable"]["questions"] == 2
+    assert result["subsets"]["unanswerable"]["questions_judged"] == 1 and result["questions_judged"] == 2
+    assert result[ABSTENTION_METRIC]["n"] == 1 and result["failed_judgements"] == 1

@@ -13,12 +13,15 @@ import pytest
 
 import raq
 from raq import prompts
+from raq.abstention import is_abstention
 from raq.backends.base import Request
 from raq.backends.fake import FakeBackend, FakeBackends
 from raq.cli import main
+from raq.config import load_config
 from raq.errors import ConfigError, JudgeCheckFailed
-from raq.judge_check import gate_repeats
+from raq.judge_check import UNANSWERABLE_SHARE, check_judges, format_check, gate_repeats, with_unanswerable
 from raq.metrics import normalize_answer
+from raq.records import Question
 from raq.store import RunDir
 from study_fakes import contestant, quick_analysis, study_config
 
@@ -42,7 +45,13 @@ def shown(request: Request) -> tuple[list[str], list[tuple[str, str]]]:
     return refs, [(a or c, html.unescape(b or d)) for a, b, c, d in _SHOWN.findall(body)]
 
 
+NO_ANSWER_REFS = ([prompts.NO_ANSWER_REFERENCE], [prompts.PAPER_NO_ANSWER_GOLD])
+
+
 def knows(text: str, refs: list[str]) -> bool:
+    """Whether ``text`` gives a reference answer (an abstention, where the references say the text has none)."""
+    if refs in NO_ANSWER_REFS:
+        return is_abstention(text)
     return any(normalize_answer(ref) in normalize_answer(text) for ref in refs)
 
 
@@ -191,3 +200,106 @@ def test_another_protocol_is_checked_with_its_own_orders() -> None:
     listwise = JudgeConfig(base_url="http://unused", model="m", orders=5)
     assert protocol_settings(listwise, None, None).orders == 5
     assert protocol_settings(listwise, "pairwise", 4).orders == 1  # orders are for the listwise protocols
+
+
+# --- questions without gold answers -------------------------------------------------------------------
+CONTEXT = ("In 1998 the Royal Society of London met in Paris with 24 members. John Smith spoke for three hours "
+           "about gravity, and Mary Jones chaired.")
+ANSWERABLE = [Question(f"a{i}", text, CONTEXT, [gold]) for i, (text, gold) in enumerate(
+    [("Where did the Royal Society meet?", "Paris"), ("Who spoke?", "John Smith"),
+     ("How many members came?", "24"), ("When did it meet?", "1998"), ("Who chaired?", "Mary Jones"),
+     ("What did John Smith speak about?", "gravity"), ("Which society met?", "Royal Society of London"),
+     ("How long did he speak?", "three hours")])]
+UNANSWERABLE = [Question(f"u{i}", text, CONTEXT, []) for i, text in enumerate(
+    ["Where did the Royal Society meet in 2005?", "Who chaired the meeting in 2005?", "How many members left?",
+     "When did Mary Jones die?", "Who funded the meeting?"])]
+
+
+def inventor(text: str, refs: list[str]) -> float:  # an expert on answerable questions that never abstains
+    if refs in NO_ANSWER_REFS:
+        return (1 if is_abstention(text) else 0) + len(text) / 10_000
+    return expert(text, refs)
+
+
+def run_config(tmp_path: Path, **data: object):
+    config = load_config(squad_study(tmp_path))
+    return config.model_copy(update={"data": config.data.model_copy(update=data)}) if data else config
+
+
+def test_the_check_holds_a_quarter_of_unanswerable_questions_where_the_pool_has_them(tmp_path: Path) -> None:
+    config, pool = run_config(tmp_path), [*ANSWERABLE, *UNANSWERABLE]
+    assert UNANSWERABLE_SHARE == 0.25
+    chosen = with_unanswerable(config, ANSWERABLE, pool)
+    assert len(chosen) == 8 and chosen[:6] == ANSWERABLE[:6]  # the last answerable ones give way
+    assert sum(not q.answerable for q in chosen) == 2 and all(q in UNANSWERABLE for q in chosen[6:])
+    assert with_unanswerable(config, ANSWERABLE, pool) == chosen  # drawn with the study's seed
+    assert with_unanswerable(config, ANSWERABLE[:3], pool)[2] in UNANSWERABLE  # at least a quarter: 1 of 3
+    few = with_unanswerable(config, ANSWERABLE, [*ANSWERABLE, UNANSWERABLE[0]])
+    assert few == [*ANSWERABLE[:7], UNANSWERABLE[0]]  # fewer than a quarter exist: all of them
+    enough = [*ANSWERABLE[:6], *UNANSWERABLE[:2]]
+    assert with_unanswerable(config, enough, pool) == enough  # already a quarter: unchanged
+    assert with_unanswerable(config, ANSWERABLE, ANSWERABLE) == ANSWERABLE  # none to draw
+    assert with_unanswerable(run_config(tmp_path, unanswerable="exclude"), ANSWERABLE, pool) == ANSWERABLE
+
+
+def test_unanswerable_ladders_are_checked_and_reported_apart_in_every_protocol(tmp_path: Path) -> None:
+    config = run_config(tmp_path)
+    protocols = ["raq", "pointwise", "pairwise", "paper"]
+    for key, unanswerable_accuracy, above in ((expert, 1.0, 1.0), (inventor, 0.0, 0.0)):
+        report = check_judges(config, ANSWERABLE, {}, backends_with(key), judges=config.judge_list,
+                              protocols=protocols, repeats=2, log_dir=tmp_path, progress=False,
+                              pool=[*ANSWERABLE, *UNANSWERABLE])
+        assert report["dataset"]["questions"] == report["dataset"]["ladders"] == 8
+        assert report["dataset"]["unanswerable_ladders"] == 2 and report["dataset"]["skipped"] == {}
+        ladders = {ladder["question_id"]: ladder for ladder in report["ladders"]}
+        own = [ladder for ladder in ladders.values() if not ladder["gold_answers"]]
+        assert len(own) == 2 and [r["name"] for r in own[0]["rungs"]] == [
+            "abstain", "abstain_sentence", "invented", "invented_sentence"]
+        assert [r["tier"] for r in own[0]["rungs"]] == [0, 0, 2, 2]
+        assert {r["name"]: r["tier"] for r in ladders["a0"]["rungs"]}["abstain"] == 2
+        for check in report["checks"]:
+            m = check["metrics"]
+            assert m["subsets"]["answerable"]["pairwise_accuracy"]["mean"] == 1.0, check["protocol"]
+            assert m["subsets"]["unanswerable"]["pairwise_accuracy"]["mean"] == unanswerable_accuracy
+            assert m["abstention_above_invented"]["mean"] == above and m["abstention_above_invented"]["n"] == 2
+            assert m["subsets"]["unanswerable"]["questions_judged"] == 2
+        assert [c["protocol"] for c in report["checks"]] == protocols
+        table = format_check(report)
+        assert "unanswerable" in table.splitlines()[0] and "abstains first" in table.splitlines()[0]
+
+
+def test_a_check_without_unanswerable_questions_writes_what_it_always_wrote(tmp_path: Path) -> None:
+    result = raq.check_judge(squad_study(tmp_path), questions=3, repeats=1, backends=backends_with(expert),
+                             progress=False)
+    report = result.report
+    assert set(report) == {"format_version", "created", "environment", "dataset", "rungs", "config", "checks",
+                           "ladders"}
+    assert set(report["dataset"]) == {"source", "split", "seed", "questions", "ladders", "skipped"}
+    assert "subsets" not in report["checks"][0]["metrics"]
+    assert "abstention_above_invented" not in report["checks"][0]["metrics"]
+    assert set(report["ladders"][0]) == {"question_id", "question", "gold_answers", "rungs"}
+    assert str(result).splitlines()[0].split() == ["judge", "protocol", "orders", "n", "pairwise", "acc", "wrong",
+                                                   "first", "tau", "position", "cons.", "stability", "longer",
+                                                   "wins", "s/question", "passed"]
+
+
+def squad2_study(tmp_path: Path, **data: object) -> Path:
+    return study_config(tmp_path, n_questions=8, judge={"orders": 2},
+                        data={"source": "squad-v2.0-dev", "n_questions": 8, "seed": 3, **data})
+
+
+def test_a_squad2_study_is_checked_on_a_quarter_of_unanswerable_questions_at_least(tmp_path: Path) -> None:
+    for key, passed in ((expert, True), (inventor, False)):
+        result = raq.check_judge(squad2_study(tmp_path, unanswerable_share=0.0), questions=8, repeats=2,
+                                 backends=backends_with(key), progress=False)
+        report = result.report
+        assert report["dataset"]["unanswerable_ladders"] == 2  # none in the study's sample: 2 of 8 added
+        metrics = report["checks"][0]["metrics"]
+        assert metrics["subsets"]["answerable"]["questions_judged"] == 6
+        assert metrics["subsets"]["answerable"]["pairwise_accuracy"]["mean"] == 1.0
+        assert metrics["abstention_above_invented"]["mean"] == (1.0 if passed else 0.0)
+        assert result.passed is passed and set(result.table()) >= {"unanswerable_accuracy", "answerable_accuracy"}
+    excluded = raq.check_judge(squad2_study(tmp_path, unanswerable="exclude"), questions=4, repeats=0,
+                               backends=backends_with(expert), progress=False)
+    assert "unanswerable_ladders" not in excluded.report["dataset"]
+    assert all(ladder["gold_answers"] for ladder in excluded.report["ladders"])

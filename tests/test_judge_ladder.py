@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from raq.abstention import ABSTENTION, is_abstention
 from raq.dataset import load_questions
 from raq.judge_ladder import (
     ABSTAIN,
+    ABSTAIN_SENTENCE,
+    ANSWERABLE_TIERS,
     DEFAULT_RUNGS,
+    FEW_RUNGS,
     GOLD_SENTENCE,
+    NO_INVENTED_ANSWER,
     NO_WRONG_ANSWER,
     RUNGS,
-    TIERS,
+    UNANSWERABLE_TIERS,
     WRONG_SENTENCE,
     Ladder,
     Rung,
@@ -21,6 +26,8 @@ from raq.judge_ladder import (
     kind,
     overlaps,
     partial_answer,
+    question_kind,
+    rung_tier,
 )
 from raq.metrics import f1, normalize_answer
 from raq.records import Question
@@ -63,7 +70,7 @@ def test_rungs_have_their_tiers_in_the_order_asked(ladders):
         names = [rung.name for rung in ladder.rungs]
         assert names == [name for name in RUNGS if name in names]
         assert {"gold", "gold_sentence", "wrong", "wrong_sentence", "abstain"} <= set(names)
-        assert ladder.tiers() == {name: TIERS[name] for name in names}
+        assert ladder.tiers() == {name: ANSWERABLE_TIERS[name] for name in names}
         assert all(rung.text.strip() for rung in ladder.rungs)
         assert len(set(ladder.answers().values())) == len(names)  # no two rungs say the same
         assert ladder.answers()["gold"] == ladder.question.gold_answers[0]
@@ -230,3 +237,103 @@ def test_ladder_accessors():
     ladder = Ladder(question("q", ["x"]), (Rung("gold", "x", 0), Rung("abstain", ABSTAIN, 2)))
     assert ladder.answers() == {"gold": "x", "abstain": ABSTAIN}
     assert ladder.tiers() == {"gold": 0, "abstain": 2}
+
+
+# --- questions without gold answers (SQuAD 2.0's unanswerable ones) ---------------------------------
+#: sha256 of the ladders of the first 600 dev questions (every rung, seed 2024), recorded before
+#: unanswerable questions got ladders of their own: answerable ladders must not change.
+ANSWERABLE_LADDERS_SHA256 = "20616ad28b5408ec80b5b7942cc5923b601e7b8c52a5fe79387927b487af4484"
+
+
+def test_the_ladders_of_answerable_questions_are_unchanged(ladders):
+    import hashlib
+    import json
+
+    blob = json.dumps([[ladder.question.question_id, [[r.name, r.text, r.tier] for r in ladder.rungs]]
+                       for ladder in ladders])
+    assert hashlib.sha256(blob.encode()).hexdigest() == ANSWERABLE_LADDERS_SHA256
+
+
+def unanswerable(qid: str, text: str, context: str = CONTEXT) -> Question:
+    return question(qid, [], context, text)
+
+
+def test_an_unanswerable_question_gets_abstentions_as_correct_rungs_and_invented_answers_as_wrong_ones():
+    asked = unanswerable("u1", "Where did the Royal Society meet in 2005?")
+    pool = [asked, question("q2", ["Paris"], CONTEXT, "Where did it meet?"),
+            question("q3", ["24"], CONTEXT, "How many members?"), unanswerable("u2", "Who chaired it?")]
+    ladders, skipped = build_ladders([asked, pool[1]], pool)
+    assert not skipped
+    own, answerable = ladders
+    assert own.answers() == {"abstain": ABSTAIN, "abstain_sentence": ABSTAIN_SENTENCE, "invented": "Paris",
+                             "invented_sentence": WRONG_SENTENCE.format(answer="Paris")}
+    assert own.tiers() == {"abstain": 0, "abstain_sentence": 0, "invented": 2, "invented_sentence": 2}
+    assert ABSTAIN == ABSTENTION and is_abstention(ABSTAIN_SENTENCE)
+    assert not is_abstention(own.answers()["invented_sentence"])
+    assert [r.name for r in answerable.rungs] == ["gold", "gold_sentence", "wrong", "wrong_sentence", "abstain"]
+    assert answerable.tiers()["abstain"] == 2  # the same rung, wrong where the text answers
+    assert len({r.name for r in own.rungs}) == len(own.rungs) and len(set(own.answers().values())) == 4
+
+
+def test_the_invented_answer_is_of_the_kind_the_question_asks_for():
+    others = [question("q2", ["Paris"], CONTEXT, "Where?"), question("q3", ["gravity"], CONTEXT, "About what?")]
+    how_many = unanswerable("u1", "How many members left?")
+    for seed in range(10):  # no other answer is a number: the context's numbers instead
+        ladders, _ = build_ladders([how_many], [how_many, *others], seed=seed)
+        assert ladders[0].answers()["invented"] in {"1998", "24"}
+    who = unanswerable("u2", "Who chaired the meeting?")
+    ladders, _ = build_ladders([who], [who, *others])
+    assert ladders[0].answers()["invented"] == "Paris"  # another question's answer of its kind
+    bare = unanswerable("u3", "Why?", "the grass is green.")
+    unknown = question("q4", ["unknown"], bare.context, "What was lost?")  # an abstention is never invented
+    ladders, skipped = build_ladders([bare, who], [bare, unknown, who])
+    assert skipped == {NO_INVENTED_ANSWER: 1} and ladders[0].question.question_id == "u2"
+
+
+def test_an_unanswerable_question_with_too_few_rungs_asked_for_is_skipped():
+    who = unanswerable("u1", "Who chaired the meeting?")
+    ladders, skipped = build_ladders([who], [who], rungs=("gold", "wrong", "abstain"))
+    assert ladders == [] and skipped == {FEW_RUNGS: 1}
+    ladders, skipped = build_ladders([who], [who], rungs=("abstain", "invented"))
+    assert not skipped and list(ladders[0].answers()) == ["abstain", "invented"]
+
+
+@pytest.mark.parametrize("rungs, asked, message", [
+    (("abstain", "abstain_sentence"), "unanswerable", r"rungs abstain, abstain_sentence: the ladders of questions "
+     r"without gold answers would have no wrong rung \(their rungs' tiers: \{'abstain': 0, 'abstain_sentence': 0, "
+     r"'invented': 2, 'invented_sentence': 2\}\)"),
+    (("invented", "invented_sentence"), "unanswerable", r"without gold answers would have no correct rung"),
+    (("gold", "gold_sentence", "partial"), "answerable", r"rungs gold, gold_sentence, partial: the ladders of "
+     r"questions with gold answers would have no wrong rung \(their rungs' tiers: \{'gold': 0, "),
+    (("abstain", "abstain_sentence"), "both", r"questions with gold answers would have no correct rung"),
+    (("partial", "invented"), "answerable", r"with gold answers would have no correct and no wrong rung"),
+])
+def test_a_kind_of_ladder_without_a_correct_or_a_wrong_rung_is_refused_before_any_ladder(rungs, asked, message):
+    who, answered = unanswerable("u1", "Who chaired the meeting?"), question("q1", ["Paris"], CONTEXT, "Where?")
+    questions = {"unanswerable": [who], "answerable": [answered], "both": [answered, who]}[asked]
+    with pytest.raises(ValueError, match=message):
+        build_ladders(questions, questions, rungs=rungs)
+
+
+def test_a_kind_of_ladder_not_built_needs_no_rungs_of_its_own():
+    who, answered = unanswerable("u1", "Who chaired the meeting?"), question("q1", ["Paris"], CONTEXT, "Where?")
+    ladders, _ = build_ladders([who], [who, answered], rungs=("abstain", "invented"))  # no answerable question
+    assert [r.name for r in ladders[0].rungs] == ["abstain", "invented"]
+    ladders, skipped = build_ladders([who], [who], rungs=("gold", "gold_sentence"))  # too few: skipped, no error
+    assert ladders == [] and skipped == {FEW_RUNGS: 1}
+
+
+def test_rungs_and_their_tiers_on_each_kind_of_question():
+    assert len(set(RUNGS)) == len(RUNGS) and set(RUNGS) == set(ANSWERABLE_TIERS) | set(UNANSWERABLE_TIERS)
+    assert DEFAULT_RUNGS == tuple(name for name in RUNGS if name != "partial")
+    assert rung_tier("abstain", True) == 2 and rung_tier("abstain", False) == 0
+    assert rung_tier("invented", False) == 2 and rung_tier("invented", True) is None
+    assert rung_tier("gold", False) is None and rung_tier("partial", True) == 1
+
+
+def test_question_kinds():
+    assert question_kind("How many people lived there in 1900?") == "numeric"
+    assert question_kind("In what year did it end?") == question_kind("When did it end?") == "numeric"
+    assert question_kind("Who was king when the war began?") == "entity"  # the first wh-phrase decides
+    assert question_kind("Which country won?") == question_kind("Where is it?") == "entity"
+    assert question_kind("Why did it fail?") == "other"

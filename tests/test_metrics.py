@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raq.metrics import exact_match, f1, normalize_answer, paper_words, words
+from raq.metrics import exact_match, exact_match_v2, f1, f1_v2, normalize_answer, paper_words, words
 
 
 @pytest.mark.parametrize("text, paper, corrected", [
@@ -32,3 +32,26 @@ def test_exact_match_and_f1_take_the_best_gold_answer():
     assert f1("Broncos", gold) == 1.0  # "The Broncos" normalises to "broncos"
     assert f1("broncos", ["The Broncos"]) == 1.0
     assert f1("Carolina Panthers", gold) == 0.0
+
+
+# SQuAD 2.0's official evaluation (evaluate-v2.0.py): compute_exact / compute_f1 with gold
+# answers that normalise to nothing dropped, and [""] for a question without any.
+@pytest.mark.parametrize("prediction, gold, em, f1_score", [
+    ("", [], 1.0, 1.0),                       # a correct abstention
+    ("Denver", [], 0.0, 0.0),                 # an invented answer to an unanswerable question
+    ("", ["Denver Broncos"], 0.0, 0.0),       # a wrong abstention
+    ("the", [], 1.0, 1.0),                    # normalises to nothing: no answer
+    ("Denver Broncos", ["Denver Broncos", "Broncos"], 1.0, 1.0),
+    ("the Broncos of Denver", ["Denver Broncos"], 0.0, 0.8),
+    ("Broncos", ["a", "Denver Broncos"], 0.0, 2 / 3),  # the gold "a" normalises to nothing and is dropped
+])
+def test_squad_v2_exact_match_and_f1(prediction, gold, em, f1_score):
+    assert exact_match_v2(prediction, gold) == em
+    assert f1_v2(prediction, gold) == pytest.approx(f1_score)
+
+
+def test_squad_v2_scores_equal_v11_on_answered_answerable_questions():
+    for prediction, gold in [("Denver Broncos", ["Denver Broncos"]), ("the Broncos", ["Denver Broncos", "Broncos"]),
+                             ("Carolina", ["Denver Broncos"]), ("in 1999 it was", ["1999", "the year 1999"])]:
+        assert exact_match_v2(prediction, gold) == exact_match(prediction, gold)
+        assert f1_v2(prediction, gold) == pytest.approx(f1(prediction, gold))

@@ -226,6 +226,32 @@ def test_a_run_resumes_with_neutral_changes_but_not_with_others(tmp_path: Path) 
     assert len(results.answers) == 6 and results.manifest["config"]["name"] == "fast"  # the run keeps its config
 
 
+def test_where_layers_run_is_no_change_but_a_model_s_file_is() -> None:
+    old = {"models": [{"id": "a", "gguf": "x", "n_gpu_layers": 0}, {"id": "b", "gguf": "y", "n_gpu_layers": 0}],
+           "judge": {"id": "j", "n_gpu_layers": 0}}
+    moved = {"models": [{"id": "a", "gguf": "x", "n_gpu_layers": -1}, {"id": "b", "gguf": "y", "n_gpu_layers": 8}],
+             "judge": {"id": "j", "n_gpu_layers": -1}}
+    assert runs.config_changes(old, moved) == []
+    other = {"models": [{"id": "a", "gguf": "x", "n_gpu_layers": 0}, {"id": "b", "gguf": "z", "n_gpu_layers": 0}],
+             "judge": {"id": "j", "n_gpu_layers": 0}}
+    assert runs.config_changes(old, other) == ["models[1].gguf"]
+    assert runs.config_changes(old, {**old, "models": old["models"][:1]}) == ["models[1].gguf", "models[1].id"]
+
+
+def test_a_run_recorded_before_unanswerable_questions_resumes_on_data_without_them(tmp_path: Path) -> None:
+    path = study_config(tmp_path, n_questions=2, orders=1)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(path, backends=fakes({"alpha": 1}), progress=False)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    run = RunDir(run_dir)
+    manifest = run.manifest()
+    del manifest["config"]["data"]["unanswerable"]  # as an earlier raq recorded it: read as "exclude"
+    run.write_manifest(manifest)
+    assert runs.stored_config(run)["data"]["unanswerable"] == "exclude"
+    results = evaluate(path, resume=run_dir, backends=fakes(), progress=False)
+    assert results.manifest["status"] == "complete" and len(results.answers) == 6
+
+
 def test_a_stored_config_this_raq_cannot_read_is_compared_as_stored(tmp_path: Path) -> None:
     results = evaluate(study_config(tmp_path, n_questions=2, orders=1), backends=fakes(), progress=False)
     run = RunDir(results.run_dir)

@@ -310,3 +310,75 @@ def test_why_there_is_no_position_figure():
     assert position_note([*ranked, *graded], drawn=True).endswith("not in the position-bias figure.")
     assert position_note(ranked, drawn=True) is None
     assert "one fixed order" in position_note(ranked, drawn=False)
+
+
+# --- a check with questions the text does not answer -------------------------------------------------
+def mixed_report() -> dict[str, Any]:
+    """judge_check.json of one raq check on the 5 questions above and 2 without gold answers: the
+    judge ranks by tier, except that it puts the invented sentence first for question u1."""
+    unanswerable = [Question(question_id=f"u{n}", question=text, context=CONTEXT, gold_answers=[], title="Book")
+                    for n, text in enumerate(["Who published the book?", "How many copies were burned?"])]
+    built, skipped = build_ladders([*questions(), *unanswerable], questions(), DEFAULT_RUNGS, seed=3)
+    assert len(built) == 7 and not skipped
+    judgements = []
+    for ladder in built:
+        best = sorted((r.name for r in ladder.rungs), key=lambda name: ladder.tiers()[name])
+        if ladder.question.question_id == "u1":
+            best.insert(0, best.pop(best.index("invented_sentence")))
+        judgements.append(Judgement(question_id=ladder.question.question_id, judge_id=JUDGE, protocol="raq",
+                                    order=best, labels=[chr(65 + i) for i in range(len(best))],
+                                    ranks={r: float(best.index(r) + 1) for r in best}, ok=True, attempts=1,
+                                    raw_replies=["{}"], seconds=1.0))
+    report = judge_check_report()
+    report["checks"] = [check("raq", judgements, [], 1, built, 0.9)]
+    report["dataset"].update(questions=7, ladders=7, unanswerable_ladders=2)
+    report["ladders"] = [{"question_id": ladder.question.question_id, "question": ladder.question.question,
+                          "gold_answers": ladder.question.gold_answers,
+                          "rungs": [{"name": r.name, "text": r.text, "tier": r.tier} for r in ladder.rungs]}
+                         for ladder in built]
+    return report
+
+
+def render(section: dict[str, Any]) -> str:
+    from raq.html_report import environment
+
+    return environment().get_template("judge_check.html.j2").render(judge_check=section)
+
+
+def test_a_check_with_unanswerable_ladders_shows_each_subset_and_each_rungs_own_tier(tmp_path):
+    write_check(tmp_path, mixed_report())
+    section = judge_check_section(tmp_path)
+    answerable, unanswerable = section["subset_rows"]
+    assert answerable["subset"] == "questions with an answer in the text" and answerable["questions"] == "5 of 5"
+    assert answerable["accuracy"].startswith("100.0%") and answerable["abstention"] == "n/a"
+    assert unanswerable["subset"] == "questions without one" and unanswerable["questions"] == "2 of 2"
+    assert unanswerable["accuracy"].startswith("75.0%") and unanswerable["abstention"] == "50.0%"
+    assert section["unanswerable"] == 2
+    tables = {table["name"]: {r["rung"]: r for r in table["rungs"]} for table in section["primary"]["subsets"]}
+    assert tables["questions with an answer in the text"]["abstain"]["tier"] == "wrong"
+    assert tables["questions without one"]["abstain"]["tier"] == "correct"
+    assert tables["questions without one"]["invented_sentence"]["ranked_first"] == "50.0%"
+    assert list(tables["questions without one"]) == ["abstain", "abstain_sentence", "invented", "invented_sentence"]
+    overall = {r["rung"]: r["tier"] for r in section["primary"]["rungs"]}
+    assert overall["abstain"] == "wrong or correct" and overall["invented"] == "wrong" and overall["gold"] == "correct"
+    examples = section["primary"]["ladders"]
+    assert [e["question_id"] for e in examples] == ["q0", "q1", "q2", "u1"]  # a misjudged unanswerable one added
+    assert examples[-1]["gold"] == [] and examples[-1]["misjudged"]
+    assert {r["rung"] for r in examples[-1]["rows"] if r["bad"]} == {"invented_sentence"}
+    line = summary_lines(tmp_path)[0]
+    assert "on 7 questions; on questions with an answer in the text 100.0%; on questions without one 75.0%, a " \
+           "correct abstention above every invented answer 50.0%; wrong answer ranked first" in line
+    html = render(section)
+    assert "Questions with and without an answer in the text" in html and "<td>questions without one</td>" in html
+    assert "Per rung: judge qj, raq protocol, questions without one" in html
+    assert "No gold answer: the text does not contain the answer" in html and "<code>invented_sentence</code>" in html
+
+
+def test_a_check_without_unanswerable_ladders_shows_no_subsets(tmp_path):
+    write_check(tmp_path, judge_check_report())
+    section = judge_check_section(tmp_path)
+    assert section["subset_rows"] == [] and section["primary"]["subsets"] == [] and section["unanswerable"] is None
+    html = render(section)
+    assert "Questions with and without" not in html and "No gold answer" not in html
+    assert html.count("Per rung: judge qj, raq protocol</h3>") == 1
+    assert all("questions without one" not in line and "abstention" not in line for line in summary_lines(tmp_path))

@@ -15,12 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from .metrics import exact_match, f1
+from .abstention import is_abstention
+from .metrics import exact_match, exact_match_v2, f1_v2
+from .metrics import f1 as token_f1
 from .records import Answer, Judgement, Question, to_dict
 
 ANSWER_COLUMNS = ("text", "template", "prompt_tokens", "generated_tokens", "ttft_s", "prompt_s",
                   "generation_s", "total_s", "prompt_tok_s", "generation_tok_s", "words", "words_paper",
-                  "words_per_s_paper", "finish_reason", "decoding")
+                  "words_per_s_paper", "finish_reason", "decoding", "node")
 
 
 def verdicts(judgements: Sequence[Judgement], orders: Mapping[str, int]) -> dict[tuple[str, str], dict[str, float]]:
@@ -40,6 +42,28 @@ def verdicts(judgements: Sequence[Judgement], orders: Mapping[str, int]) -> dict
 def paragraph_id(context: str) -> str:
     """A short stable id of a question's context (questions about one paragraph share it)."""
     return hashlib.sha1(context.encode("utf-8")).hexdigest()[:12]
+
+
+def answer_scores(answer: Answer, question: Question) -> dict[str, Any]:
+    """Whether the question is answerable and the answer an abstention, and its EM and F1.
+
+    On an answerable question the text is scored as given, by SQuAD 1.1's EM and F1 (SQuAD 2.0's
+    too, unless a gold answer is empty once normalised; an abstention scores about 0 anyway), so
+    answerable questions score as SQuAD 1.1 scores them, whatever the detector says. On an
+    unanswerable one an abstention predicts "no answer" (SQuAD 2.0: EM = F1 = 1) and any other
+    text scores 0. A skipped answer scores 0 and is no abstention. Abstentions are read from the
+    text by this raq's :func:`~raq.abstention.is_abstention`, so that every run, whenever
+    recorded, is analysed alike (the answer's own ``abstained`` is what its run saw)."""
+    skipped = answer.finish_reason == "skipped"
+    abstained = not skipped and is_abstention(answer.text)
+    if skipped:
+        em, f1 = 0.0, 0.0
+    elif question.answerable:
+        em, f1 = exact_match(answer.text, question.gold_answers), token_f1(answer.text, question.gold_answers)
+    else:
+        prediction = "" if abstained else answer.text
+        em, f1 = exact_match_v2(prediction, question.gold_answers), f1_v2(prediction, question.gold_answers)
+    return {"answerable": question.answerable, "abstained": bool(abstained), "em": em, "f1": f1}
 
 
 def results_table(questions: Sequence[Question], answers: Sequence[Answer], judgements: Sequence[Judgement],
@@ -63,8 +87,7 @@ def results_table(questions: Sequence[Question], answers: Sequence[Answer], judg
             "question_id": answer.question_id, "model_id": answer.model_id,
             "paragraph": paragraph_id(question.context),
             **{column: data[column] for column in ANSWER_COLUMNS},
-            "em": exact_match(answer.text, question.gold_answers),
-            "f1": f1(answer.text, question.gold_answers),
+            **answer_scores(answer, question),
             "judged": judged,
             "rank": sum(v for v in per_judge.values() if v is not None) / len(per_judge) if judged else None,
             "shown_position": shown.index(answer.model_id) + 1 if answer.model_id in shown else None,
@@ -128,9 +151,28 @@ METRICS_TESTED = ("f1", "em", "words", "ttft_s", "generation_tok_s")
 SPEED_METRICS = ("ttft_s", "generation_tok_s")
 
 
-def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
+def speed_caveat(table: pd.DataFrame, nodes_info: Mapping[str, Any] | None = None) -> str | None:
+    """Why the answers' timings do not compare between the models (None: they do): different
+    decoding modes, several machines, or tasks side by side on one Ray node (``nodes_info``: the
+    manifest's ``nodes``)."""
+    modes = sorted(set(table["decoding"])) if "decoding" in table else ["single"]
+    if len(modes) > 1:
+        return f"the models were decoded in different modes ({', '.join(modes)}), so their timings are not comparable"
+    nodes = set(table["node"]) if "node" in table else {""}  # "": the study's own process
+    if len(nodes) > 1:
+        return f"the answers were made on {len(nodes)} machines (Ray nodes), whose timings are not comparable"
+    shared = sorted(n for n, facts in (nodes_info or {}).items() if (facts or {}).get("most_tasks_at_once", 1) > 1)
+    if shared:
+        return ("tasks ran side by side on a Ray node, sharing its cores and memory, so their timings are not "
+                "comparable")
+    return None
+
+
+def statistics(table: pd.DataFrame, alpha: float, seed: int,
+               nodes_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Rank tests on the judged questions (failed or missing judgements are counted, not
-    hidden), the same tests on per-answer metrics, and the study's power."""
+    hidden), the same tests on per-answer metrics (speeds only where :func:`speed_caveat` finds
+    none), and the study's power."""
     from .power import study_power
     from .stats import metric_statistics, rank_statistics
 
@@ -145,11 +187,10 @@ def statistics(table: pd.DataFrame, alpha: float, seed: int) -> dict[str, Any]:
     except ValueError as error:
         result["power"] = {"note": str(error)}
     result["metrics"] = {}
-    modes = sorted(set(table["decoding"])) if "decoding" in table else ["single"]
+    caveat = speed_caveat(table, nodes_info)
     for metric in METRICS_TESTED:
-        if metric in SPEED_METRICS and len(modes) > 1:
-            result["metrics"][metric] = {"note": "not compared: the models were decoded in different modes "
-                                                 f"({', '.join(modes)}), so their timings are not comparable"}
+        if metric in SPEED_METRICS and caveat:
+            result["metrics"][metric] = {"note": f"not compared: {caveat}"}
             continue
         values = table[["question_id", "model_id", metric]].dropna()
         if not values.empty:
@@ -177,7 +218,8 @@ def model_memory(models_info: Mapping[str, Any], model_order: Sequence[str]) -> 
 
 def decision_statistics(judgements: Sequence[Judgement], table: pd.DataFrame, stats: dict[str, Any],
                         models: Sequence[str], alpha: float, seed: int,
-                        memory: pd.DataFrame | None = None) -> dict[str, Any]:
+                        memory: pd.DataFrame | None = None, nodes_info: Mapping[str, Any] | None = None
+                        ) -> dict[str, Any]:
     """What a user deciding between the models needs beside the tests: the Plackett-Luce worths of
     every successful judgement, the judge's length preference, quality against speed and memory
     (``memory``: :func:`model_memory`'s table), and the recommendation."""
@@ -191,8 +233,8 @@ def decision_statistics(judgements: Sequence[Judgement], table: pd.DataFrame, st
     except ValueError as error:
         worths = {"note": str(error)}
     timed = table[table["total_s"].notna() & (table["total_s"] > 0)] if "total_s" in table else table.iloc[:0]
-    if "decoding" in timed and timed["decoding"].nunique() > 1:
-        timed = timed.iloc[:0]  # timings of different decoding modes do not compare
+    if speed_caveat(table, nodes_info):
+        timed = timed.iloc[:0]
     per_model: dict[str, dict[str, float]] = {
         str(model): {"answers_per_s": len(rows) / float(rows["total_s"].sum()),
                      "ttft_s": float(rows["ttft_s"].median())} for model, rows in timed.groupby("model_id")}

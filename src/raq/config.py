@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .config_data import DATA_FIELDS, DATA_SUFFIXES, DataConfig, Strict
 from .errors import ConfigError
+
+__all__ = ["DATA_FIELDS", "DATA_SUFFIXES", "DataConfig", "ModelConfig", "GenerationConfig", "JudgeConfig",
+           "StatsConfig", "RunConfig", "load_config", "parse_config", "parse_recorded_config", "config_to_dict",
+           "set_dotted", "shipped_configs", "SCORING_PROTOCOLS"]
 
 Protocol = Literal["raq", "paper"]
 #: Listwise (``raq``, ``paper``: all answers ranked at once) or scoring (``pointwise``: each answer
@@ -22,23 +27,7 @@ JudgeProtocol = Literal["raq", "paper", "pointwise", "pairwise"]
 SCORING_PROTOCOLS = ("pointwise", "pairwise")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
-    """Where questions come from and how many are drawn."""
-
-    source: str = Field(
-        "squad-v1.1-dev",
-        description="'squad-v1.1-dev' (ships with raq), a hub dataset name, or a .json/.jsonl/.parquet file",
-    )
-    split: str = "validation"
-    n_questions: int = Field(60, ge=1)
-    seed: int = 2024
-    per_context: int = Field(
-        1, ge=1, description="questions per paragraph: 1 = a simple random sample of questions; k > 1 = random "
-                             "paragraphs, up to k questions each (throughput mode reads each paragraph once for them)")
+_Strict = Strict
 
 
 class ModelConfig(_Strict):
@@ -103,9 +92,16 @@ class GenerationConfig(_Strict):
     n_parallel: int = Field(1, ge=1, le=64, description="in-process models: decode this many answers together "
                                                          "(throughput mode); their timings are then batched "
                                                          "figures, labelled and reported apart")
+    abstention: Literal["auto", "always", "never"] = Field(
+        "auto", description="tell the models (raq protocol) they may answer that the text does not say: 'auto' when "
+                            "the sample holds an unanswerable question, 'always' or 'never'")
     long_context: Literal["truncate", "skip"] = Field(
         "truncate", description="a prompt too long for n_ctx: cut the context around the answer, or record an "
                                 "empty, skipped answer")
+    engine: Literal["local", "ray"] = Field("local", description="in-process models: answer here, one model at a "
+                                            "time ('local'), or in tasks spread over a Ray cluster ('ray')")
+    ray_address: str | None = Field(None, description="engine 'ray': the cluster ('auto': the one started on this "
+                                                      "machine; default: that one if any, else a new local one)")
 
 
 class JudgeConfig(_Strict):
@@ -124,8 +120,8 @@ class JudgeConfig(_Strict):
     n_parallel: int = Field(8, ge=1, le=63, description="in-process scoring judge: prompts of one question read "
                                                         "together in one batch, their shared part once (1: one "
                                                         "after another)")
-    base_url: str | None = Field(None, description="remote judge: an OpenAI-compatible base URL")
-    model: str | None = Field(None, description="remote judge: the model name the endpoint serves")
+    base_url: str | list[str] | None = Field(None, description="remote judge: one or more OpenAI-compatible base URLs")
+    model: str | None = Field(None, description="remote judge: the model name the endpoints serve")
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
     sha256: str | None = None
     n_ctx: int = Field(4096, ge=256)
@@ -139,7 +135,7 @@ class JudgeConfig(_Strict):
     context_chars: int = Field(2000, ge=0, description="at most this many context characters shown to the judge")
     orders: int = Field(1, ge=1, description="orders each question is judged in (rotations of a seeded shuffle); "
                                              ">1 measures position bias and averages it out")
-    max_in_flight: int = Field(1, ge=1, description="judge requests in flight at once (remote judges)")
+    max_in_flight: int = Field(1, ge=1, description="judge requests in flight per endpoint (base URL or local server)")
     allow_ties: bool = Field(False, description="accept rankings with ties (tied answers share the mean rank)")
     grades: Literal["yes-no", "0-2"] = Field(
         "yes-no", description="pointwise: 'yes-no' (is the answer correct? score = P(yes)) or '0-2' "
@@ -157,6 +153,8 @@ class JudgeConfig(_Strict):
             raise ValueError("set exactly one of 'gguf' (a local judge) or 'base_url' (a remote judge)")
         if self.base_url and not self.model:
             raise ValueError("a remote judge ('base_url') needs 'model'")
+        if "" in self.base_urls or len(set(self.base_urls)) < len(self.base_urls):
+            raise ValueError("'base_url' must list distinct, non-empty URLs ('max_in_flight' is per endpoint)")
         if self.base_url and self.runtime != "server":
             raise ValueError("'runtime' is for a local judge ('gguf'); a remote judge is served at its 'base_url'")
         if self.protocol not in SCORING_PROTOCOLS and self.show_context is False:
@@ -169,7 +167,12 @@ class JudgeConfig(_Strict):
 
     @property
     def base_urls(self) -> list[str]:
-        return [self.base_url] if self.base_url else []
+        return [] if not self.base_url else [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+    @property
+    def in_flight(self) -> int:
+        """Judge requests in flight at once: ``max_in_flight`` on each endpoint."""
+        return self.max_in_flight * max(1, len(self.base_urls))
 
     @property
     def context_shown(self) -> bool:
@@ -268,8 +271,10 @@ def _resolve_paths(config: RunConfig, base: Path) -> RunConfig:
 
     config.out_dir = absolute(config.out_dir)
     config.models_dir = absolute(config.models_dir)
-    if config.data.source.endswith((".json", ".jsonl", ".parquet", ".json.gz", ".jsonl.gz")):
+    if config.data.source.lower().endswith(DATA_SUFFIXES):
         config.data.source = absolute(config.data.source)
+    if config.data.documents:
+        config.data.documents = absolute(config.data.documents)
     for model in config.models:
         if model.gguf and model.gguf.endswith(".gguf"):
             model.gguf = absolute(model.gguf)
@@ -330,6 +335,14 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"override {dotted}: {key} is not a mapping")
     target[keys[-1]] = value
+
+
+def parse_recorded_config(data: dict[str, Any], where: str) -> RunConfig:
+    """A run manifest's config, with the meaning it had when recorded: a run recorded before
+    ``data.unanswerable`` existed left unanswerable questions out."""
+    if isinstance(data, dict) and isinstance(data.get("data", {}), dict) and "unanswerable" not in data.get("data", {}):
+        data = {**data, "data": {**data.get("data", {}), "unanswerable": "exclude"}}
+    return parse_config(data, where)
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""Load SQuAD-style reading-comprehension questions from the bundled file, a local file or the hub.
+"""Load reading-comprehension questions from a bundled SQuAD file, a local file or the hub.
 
-Two shapes are accepted: the official nested SQuAD JSON (``data`` -> ``paragraphs`` -> ``qas``),
-parsed with :mod:`json`, and the flat Hugging Face schema (``id``, ``title``, ``context``,
-``question``, ``answers``) as JSON Lines, a JSON list or parquet, read with ``datasets``.
-``datasets`` is imported only when it is needed.
+Accepted: the official nested SQuAD JSON (1.1 or 2.0, ``data`` -> ``paragraphs`` -> ``qas``),
+parsed with :mod:`json`; the flat Hugging Face schema (``id``, ``title``, ``context``, ``question``,
+``answers``) as JSON Lines, a JSON list or parquet, read with ``datasets`` (imported only when
+needed); and CSV or TSV, read with :mod:`csv`. A user's own files may name their columns their own
+way, give answers as one delimited string and take contexts from documents (:mod:`raq.user_data`).
+A question without any gold answer is unanswerable (SQuAD 2.0); see :func:`load_questions`.
 """
 
 from __future__ import annotations
@@ -15,20 +17,26 @@ import json
 import logging
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
+from .config import DATA_SUFFIXES
 from .errors import DatasetError
 from .records import Question
+from .user_data import QuestionReader, describe_documents, is_delimited, read_delimited
 
 logger = logging.getLogger(__name__)
 
 _DATA = Path(__file__).parent / "data"
-BUNDLED: dict[str, Path] = {"squad-v1.1-dev": _DATA / "squad-v1.1-dev.json.gz"}
+#: The SQuAD files that ship with raq (``data/SQUAD-LICENSE.md``); 5,945 of v2.0's 11,873 questions are unanswerable.
+BUNDLED: dict[str, Path] = {"squad-v1.1-dev": _DATA / "squad-v1.1-dev.json.gz",
+                            "squad-v2.0-dev": _DATA / "squad-v2.0-dev.jsonl.gz"}
 SQUAD_LICENSE = "CC BY-SA 4.0"
-_SUFFIXES = (".json.gz", ".jsonl.gz", ".json", ".jsonl", ".parquet")
-_HINT = "use a local file or the bundled 'squad-v1.1-dev'"
+_SUFFIXES = DATA_SUFFIXES
+_HINT = "use a local file or the bundled 'squad-v1.1-dev' or 'squad-v2.0-dev'"
+Unanswerable = Literal["include", "exclude", "only"]
+_UNANSWERABLE = ("include", "exclude", "only")
 _PROBE_TIMEOUT_S = 5.0
 _LIBRARY_LOGGERS = ("datasets", "huggingface_hub", "fsspec", "urllib3", "filelock")
 
@@ -36,45 +44,107 @@ Records = tuple[list[dict[str, Any]], Callable[[int], str]]  # rows, and row ind
 
 
 def load_questions(
-    source: str, split: str = "validation", n: int | None = None, seed: int = 2024, per_context: int = 1
+    source: str, split: str = "validation", n: int | None = None, seed: int = 2024, per_context: int = 1, *,
+    unanswerable: Unanswerable = "include", unanswerable_share: float | None = None,
+    columns: Mapping[str, str] | None = None, answers_delimiter: str | None = None,
+    documents: str | Path | None = None,
 ) -> list[Question]:
-    """Load the answerable questions of ``source``, all in file order or ``n`` of them sampled.
+    """Load the questions of ``source``, all in file order or ``n`` of them sampled.
 
-    ``source`` is a bundled name (see :data:`BUNDLED`), a local ``.json``, ``.json.gz``,
-    ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` file, or a Hugging Face hub dataset name
-    (loaded with ``split``). Questions without any gold answer (SQuAD 2.0 unanswerable) are
-    left out. A record without an ``id`` gets ``"{stem}:{row}"``: ``stem`` is the file name
-    without its suffixes (``"{name}:{split}"`` for the hub) and ``row`` the 0-based index of
-    the record in file order, counting every record. With ``n``, the questions are
-    ``random.Random(seed).sample`` of the indices, in drawn order, so the same
-    ``(source, n, seed)`` always gives the same questions.
+    ``source`` is a bundled name (see :data:`BUNDLED`), a local file (``.json``, ``.jsonl``,
+    ``.parquet``, ``.csv``, ``.tsv``; ``.json``, ``.jsonl``, ``.csv`` and ``.tsv`` also gzipped) or
+    a hub dataset name (loaded with ``split``). A record without an ``id`` gets ``"{stem}:{row}"``:
+    the file name without its suffixes (``"{name}:{split}"`` for the hub) and the 0-based index of
+    the record in file order, counting every record.
 
-    ``per_context > 1`` draws a cluster sample instead: paragraphs in random order, up to
-    ``per_context`` questions of each (a random subset, in file order), until ``n`` questions
-    (the last paragraph may give fewer). Questions about one paragraph share their prompt up to
-    the question, which throughput mode reads once; they are not independent, which the analysis
-    accounts for (:func:`raq.analysis.statistics`).
+    Unanswerable questions (an empty answer list or cell, or ``is_impossible: true``, whose answers
+    are then ignored) are sampled like the others (``unanswerable="include"``), left out
+    (``"exclude"``) or the only ones (``"only"``). With ``n``: ``random.Random(seed).sample`` of the
+    indices of those kept, in drawn order (data without unanswerable questions gives the same
+    sample for ``"include"`` and ``"exclude"``). ``unanswerable_share`` draws a stratified sample:
+    ``round(n * share)`` unanswerable and the rest answerable, each kind with its own seeded
+    generator, shuffled together with ``seed``.
+
+    ``per_context > 1`` draws a cluster sample: paragraphs in random order, up to ``per_context``
+    questions of each (a random subset, in file order), until ``n`` (the last paragraph may give
+    fewer). Questions about one paragraph share their prompt up to the question, which throughput
+    mode reads once; the analysis accounts for their dependence (:func:`raq.analysis.statistics`).
+    Stratified, each kind draws its own paragraphs (the answerable ones from those the unanswerable
+    draw left) and whole paragraphs are shuffled.
+
+    ``columns``, ``answers_delimiter`` and ``documents``: see :class:`raq.user_data.QuestionReader`.
+    Errors name the file, the line (a row for parquet and JSON lists, a path for nested JSON) and
+    the column.
     """
-    _, path = _resolve(source, split)
+    kind, path = _resolve(source, split)
+    _check_sampling(unanswerable, unanswerable_share)
+    reader = QuestionReader(columns, answers_delimiter, documents, bundled=source if kind == "bundled" else None)
     if path is None:
         where, stem = f"dataset {source!r} split {split!r}", f"{source}:{split}"
         rows, locate = _hub_rows(source, split), (lambda i: f"row {i}")
     else:
         where, stem = str(path), _strip_suffix(path.name)
         rows, locate = _file_rows(path)
-    questions, excluded = _to_questions(rows, locate, where, stem)
-    logger.info("%s: %d questions, %d excluded (no gold answer)", where, len(questions), excluded)
-    if not questions:
-        raise DatasetError(f"{where}: no answerable questions")
-    if n is None:
-        return questions
-    if n < 0 or n > len(questions):
-        raise DatasetError(f"{where}: cannot sample {n} questions, {len(questions)} are available")
+    questions = reader.questions(rows, locate, where, stem)
+    answerable = [q for q in questions if q.answerable]
+    unanswered = [q for q in questions if not q.answerable]
+    left_out = {"include": 0, "exclude": len(unanswered), "only": len(answerable)}[unanswerable]
+    logger.info("%s: %d questions: %d answerable, %d unanswerable%s", where, len(questions), len(answerable),
+                len(unanswered), f"; {left_out} excluded (unanswerable: {unanswerable})" if left_out else "")
+    pool = {"include": questions, "exclude": answerable, "only": unanswered}[unanswerable]
+    what = {"include": "", "exclude": "answerable ", "only": "unanswerable "}[unanswerable]
+    if not pool:
+        raise DatasetError(f"{where}: no {what}questions")
     if per_context < 1:
         raise DatasetError(f"{where}: per_context must be at least 1, not {per_context}")
+    if unanswerable_share is not None:
+        if n is None:
+            raise DatasetError(f"{where}: unanswerable_share needs a sample size (n)")
+        return _stratified(answerable, unanswered, n, unanswerable_share, seed, per_context, where)
+    if n is None:
+        return pool
+    return _draw(pool, n, seed, per_context, where, what)
+
+
+def _check_sampling(unanswerable: str, share: float | None) -> None:
+    """Raise DatasetError for sampling settings that cannot apply, before any file is read."""
+    if unanswerable not in _UNANSWERABLE:
+        raise DatasetError(f"unanswerable must be one of {', '.join(map(repr, _UNANSWERABLE))}, not {unanswerable!r}")
+    if share is not None and not 0.0 <= share <= 1.0:
+        raise DatasetError(f"unanswerable_share must be between 0 and 1, not {share!r}")
+    if share is not None and unanswerable != "include":
+        raise DatasetError(f"unanswerable_share needs unanswerable 'include', not {unanswerable!r}")
+
+
+def _draw(questions: list[Question], n: int, seed: int | str, per_context: int, where: str, what: str = "",
+          note: str = "") -> list[Question]:
+    """``n`` of ``questions``: a simple random sample, or a cluster sample for ``per_context > 1``."""
+    if n < 0 or n > len(questions):
+        raise DatasetError(f"{where}: cannot sample {n} {what}questions{note}, {len(questions)} are available")
     if per_context == 1:
         return [questions[i] for i in random.Random(seed).sample(range(len(questions)), n)]
     return _cluster_sample(questions, n, per_context, random.Random(seed))
+
+
+def _stratified(answerable: list[Question], unanswerable: list[Question], n: int, share: float, seed: int,
+                per_context: int, where: str) -> list[Question]:
+    """``round(n * share)`` unanswerable questions and the rest answerable, each kind drawn with its own
+    generator (in clusters: the answerable ones from the paragraphs the unanswerable draw left), then
+    shuffled together (in clusters: whole paragraphs)."""
+    wanted, note = round(n * share), f" (unanswerable_share {share:g} of {n})"
+    drawn = _draw(unanswerable, wanted, f"{seed}:unanswerable", per_context, where, "unanswerable ", note)
+    used = {q.context for q in drawn} if per_context > 1 else set()
+    free = [q for q in answerable if q.context not in used]
+    drawn += _draw(free, n - wanted, f"{seed}:answerable", per_context, where, "answerable ", note)
+    if len(drawn) < n:
+        raise DatasetError(f"{where}: cannot sample {n} questions with per_context {per_context} and "
+                           f"unanswerable_share {share:g}: the paragraphs give {len(drawn)}")
+    groups: dict[str, list[Question]] = {}
+    for question in drawn:
+        groups.setdefault(question.context if per_context > 1 else question.question_id, []).append(question)
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+    return [question for group in order for question in group]
 
 
 def _cluster_sample(questions: list[Question], n: int, per_context: int, rng: random.Random) -> list[Question]:
@@ -92,13 +162,12 @@ def _cluster_sample(questions: list[Question], n: int, per_context: int, rng: ra
     return picked
 
 
-def describe_source(source: str, split: str) -> dict[str, Any]:
+def describe_source(source: str, split: str, documents: str | Path | None = None) -> dict[str, Any]:
     """Describe ``source`` for a run manifest, without downloading anything.
 
-    Keys: ``source``, ``split`` (``"validation"`` for a bundled file), ``kind``
-    (``"bundled"``, ``"file"`` or ``"hub"``), for files ``path`` and ``sha256`` of the file
-    bytes, and ``license`` (``"CC BY-SA 4.0"`` for SQuAD, else None).
-    """
+    Keys: ``source``, ``split`` (``"validation"`` for a bundled file), ``kind`` (``"bundled"``, ``"file"``
+    or ``"hub"``), for files ``path`` and ``sha256`` of the file bytes, ``license`` (``"CC BY-SA 4.0"``
+    for SQuAD, else None) and ``documents`` (:func:`raq.user_data.describe_documents`) with a folder."""
     kind, path = _resolve(source, split)
     split = "validation" if kind == "bundled" else split
     info: dict[str, Any] = {"source": source, "split": split, "kind": kind}
@@ -109,6 +178,8 @@ def describe_source(source: str, split: str) -> dict[str, Any]:
                 digest.update(block)
         info.update(path=str(path), sha256=digest.hexdigest())
     info["license"] = SQUAD_LICENSE if kind == "bundled" or "squad" in source.lower() else None
+    if documents is not None:
+        info["documents"] = describe_documents(Path(documents))
     return info
 
 
@@ -139,8 +210,12 @@ def _open_text(path: Path) -> IO[str]:
 
 
 def _file_rows(path: Path) -> Records:
-    """Read a local file into flat rows: nested SQuAD JSON with ``json``, the rest with datasets."""
+    """Read a local file into flat rows: CSV and TSV with ``csv``, nested SQuAD JSON with ``json``,
+    the rest with datasets."""
     name = path.name.lower()
+    if is_delimited(path):
+        table = read_delimited(path)
+        return table.rows, lambda i: f"line {table.lines[i]}"
     if name.endswith(".parquet"):
         return _datasets_rows(path, "parquet"), lambda i: f"row {i}"
     try:
@@ -273,48 +348,3 @@ def _reason(exc: BaseException, deep: bool = False) -> str:
         exc = exc.__cause__
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
-def _answer_texts(answers: Any) -> list[str]:
-    """Answer texts from ``{"text": [...]}``, a list of ``{"text": ...}`` or a list of strings."""
-    if isinstance(answers, dict):
-        answers = answers.get("text")
-        answers = [answers] if isinstance(answers, str) else answers
-    if not isinstance(answers, list):
-        raise ValueError("invalid 'answers' (expected {'text': [...]} or a list)")
-    texts = [a.get("text") if isinstance(a, dict) else a for a in answers]
-    if not all(isinstance(t, str) for t in texts):
-        raise ValueError("invalid 'answers' (every answer text must be a string)")
-    return list(dict.fromkeys(t.strip() for t in texts if isinstance(t, str) and t.strip()))
-
-
-def _to_questions(
-    rows: list[dict[str, Any]], locate: Callable[[int], str], where: str, stem: str
-) -> tuple[list[Question], int]:
-    """Validate rows and build the answerable questions; also return how many were excluded."""
-    if not rows:
-        raise DatasetError(f"{where}: no questions")
-    questions: list[Question] = []
-    seen: set[str] = set()
-    excluded = 0
-    for i, row in enumerate(rows):
-        try:
-            for key in ("question", "context", "answers"):
-                if row.get(key) is None:
-                    raise ValueError(f"missing {key!r}")
-            for key in ("question", "context"):
-                if not isinstance(row[key], str) or not row[key].strip():
-                    raise ValueError(f"invalid {key!r} (expected a non-empty string)")
-            gold = _answer_texts(row["answers"])
-        except ValueError as exc:
-            raise DatasetError(f"{where}: {locate(i)}: {exc}") from None
-        qid = f"{stem}:{i}" if row.get("id") is None else str(row["id"])
-        if qid in seen:
-            raise DatasetError(f"{where}: duplicate question id {qid!r} at {locate(i)}")
-        seen.add(qid)
-        if not gold or row.get("is_impossible") is True:
-            excluded += 1
-            continue
-        title = row["title"] if isinstance(row.get("title"), str) else ""
-        questions.append(Question(qid, row["question"], row["context"], gold, title))
-    return questions, excluded

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from . import prompts
+from .abstention import is_abstention
 from .backends import base
 from .backends.base import Backend, Completion, PromptTooLong, Request, Sampling
 from .config import GenerationConfig, ModelConfig
@@ -48,10 +49,13 @@ class Fitted:
 class Generator:
     """A contestant model that answers questions through a Backend."""
 
-    def __init__(self, model: ModelConfig, generation: GenerationConfig, backend: Backend) -> None:
+    def __init__(self, model: ModelConfig, generation: GenerationConfig, backend: Backend,
+                 offer_abstention: bool = False) -> None:
         self.model = model
         self.generation = generation
         self.backend = backend
+        #: Whether the raq prompts offer the fixed phrase for a question the text does not answer.
+        self.offer_abstention = offer_abstention
         self.template, self.template_note = self._choose_template()
         self.sampling = Sampling(temperature=generation.temperature, top_p=generation.top_p,
                                  top_k=generation.top_k, min_p=generation.min_p,
@@ -79,10 +83,10 @@ class Generator:
             return Request(prompt=prompts.paper_answer_prompt(question, context), max_tokens=limit,
                            sampling=sampling, seed=seed)
         if self.template == TEMPLATE_COMPLETION:
-            return Request(prompt=prompts.completion_answer_prompt(question, context), stop=prompts.COMPLETION_STOPS,
-                           max_tokens=limit, sampling=sampling, seed=seed)
-        return Request.chat(prompts.chat_answer_messages(question, context), max_tokens=limit, sampling=sampling,
-                            seed=seed)
+            return Request(prompt=prompts.completion_answer_prompt(question, context, self.offer_abstention),
+                           stop=prompts.COMPLETION_STOPS, max_tokens=limit, sampling=sampling, seed=seed)
+        return Request.chat(prompts.chat_answer_messages(question, context, self.offer_abstention), max_tokens=limit,
+                            sampling=sampling, seed=seed)
 
     def fit(self, question: Question) -> Fitted:
         """A request that fits the context with room for the answer, when the backend can count
@@ -223,6 +227,7 @@ def make_answer(question: Question, model_id: str, prompt: str, template: str, c
         finish_reason=completion.finish_reason, max_tokens=max_tokens, notes=notes,
         counters=completion.counters,
         decoding=f"batched x{completion.counters['batched']}" if completion.counters.get("batched") else "single",
+        abstained=is_abstention(text),
     )
 
 
@@ -231,4 +236,4 @@ def skipped_answer(question: Question, model_id: str, template: str, reason: str
     return Answer(question_id=question.question_id, model_id=model_id, text="", prompt="", template=template,
                   prompt_tokens=None, generated_tokens=0, ttft_s=0.0, prompt_s=0.0, generation_s=0.0, total_s=0.0,
                   prompt_tok_s=None, generation_tok_s=None, words=0, words_paper=0, words_per_s_paper=0.0,
-                  finish_reason="skipped", max_tokens=0, notes=[f"skipped: {reason}"])
+                  finish_reason="skipped", max_tokens=0, notes=[f"skipped: {reason}"], abstained=False)

@@ -240,7 +240,9 @@ def _verdict(v: Judgement) -> dict[str, Any]:
 
 
 def _examples(results: RunResults) -> list[dict[str, Any]]:
-    from .metrics import exact_match, f1
+    """The first questions with their answers, each scored as the results table scores it
+    (:func:`~raq.analysis.answer_scores`), and every verdict."""
+    from .analysis import answer_scores
 
     answers: dict[str, dict[str, Any]] = {}
     for answer in results.answers:
@@ -249,9 +251,9 @@ def _examples(results: RunResults) -> list[dict[str, Any]]:
     examples = []
     for number, question in enumerate([q for q in results.questions if q.question_id in answers][:N_EXAMPLES], 1):
         gold, qid = question.gold_answers, question.question_id
-        rows = [{"model": model, "text": answer.text, "rank": ranks.get((qid, model)),
-                 "em": exact_match(answer.text, gold), "f1": f1(answer.text, gold), "words": answer.words}
-                for model, answer in answers[qid].items()]
+        scores = {model: answer_scores(answer, question) for model, answer in answers[qid].items()}
+        rows = [{"model": model, "text": answer.text, "rank": ranks.get((qid, model)), "em": scores[model]["em"],
+                 "f1": scores[model]["f1"], "words": answer.words} for model, answer in answers[qid].items()]
         verdicts = sorted((j for j in results.judgements if j.question_id == qid),
                           key=lambda j: (j.judge_id, getattr(j, "order_index", 0)))
         examples.append({"number": number, "question": question.question, "title": question.title,
@@ -312,6 +314,7 @@ def render_html_report(results: RunResults) -> str:
     from .figures import tradeoff_figure
     from .report_decision import decision_values
     from .report_judge_check import judge_check_section
+    from .report_unanswerable import unanswerable_values
 
     manifest = results.manifest
     decision = decision_values(results.stats, results.summary, manifest.get("models"))
@@ -321,6 +324,7 @@ def render_html_report(results: RunResults) -> str:
             "created": manifest.get("created"), "updated": manifest.get("updated"), "version": _version(),
             "stamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return _render("report.html.j2", page=page, decision=decision, decision_figure=decision_figure,
+                   unanswerable=unanswerable_values(results.stats),
                    overview=_overview(results), models=_models(results),
                    statistics=_statistics_values(results.stats), figures=_figures(results),
                    examples=_examples(results), failures=_failures(results), settings=_settings(results),

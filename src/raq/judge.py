@@ -39,15 +39,18 @@ def judge_sampling(config: JudgeConfig) -> Sampling:
 
 
 class PromptTally:
-    """The prompt tokens of a judgement's requests, and how many of them the judge read; a
-    figure becomes None once one request's backend does not say it."""
+    """The prompt tokens of a judgement's requests, and how many of them the judge read (a
+    figure becomes None once one request's backend does not say it); the endpoint of each."""
 
     def __init__(self) -> None:
         self.tokens: int | None = 0
         self.read: int | None = 0
+        self.endpoints: list[str] = []
 
     def add(self, completion: Completion) -> None:
         self.add_counts(completion.prompt_tokens, prompt_tokens_read(completion))
+        if completion.endpoint:
+            self.endpoints.append(completion.endpoint)
 
     def add_counts(self, tokens: int | None, read: int | None) -> None:
         self.tokens = None if self.tokens is None or tokens is None else self.tokens + tokens
@@ -92,7 +95,7 @@ class Judge:
 
     def messages_for(self, question: Question, texts: Sequence[str], labels: Sequence[str]) -> list[dict[str, str]]:
         if self.config.protocol == "paper":
-            gold = question.gold_answers[0] if question.gold_answers else ""
+            gold = prompts.paper_gold(question)  # a fixed text for a question without gold answers
             return [{"role": "user", "content": prompts.paper_judge_prompt(gold, texts, labels)}]
         return prompts.judge_messages(question, texts, labels, self.config.context_chars)
 
@@ -142,12 +145,12 @@ class Judge:
                              protocol=self.config.protocol, order=order, labels=labels, ranks=ranks,
                              ok=True, attempts=attempt + 1, raw_replies=replies,
                              seconds=time.monotonic() - start, order_index=order_index,
-                             prompt_tokens=tally.tokens, prompt_tokens_read=tally.read)
+                             prompt_tokens=tally.tokens, prompt_tokens_read=tally.read, endpoints=tally.endpoints)
         return Judgement(question_id=question.question_id, judge_id=self.config.id,
                          protocol=self.config.protocol, order=order, labels=labels, ranks={}, ok=False,
                          attempts=len(replies), raw_replies=replies, error=reason,
                          seconds=time.monotonic() - start, order_index=order_index,
-                         prompt_tokens=tally.tokens, prompt_tokens_read=tally.read)
+                         prompt_tokens=tally.tokens, prompt_tokens_read=tally.read, endpoints=tally.endpoints)
 
 
 
@@ -212,8 +215,8 @@ def ranks_from_scores(scores: Mapping[str, float]) -> dict[str, float]:
 
 
 def counted(asked: Mapping[str, Any]) -> dict[str, Any]:
-    """What a scoring judge's detail entry keeps of what an ask cost: attempts and prompt tokens."""
-    return {key: asked[key] for key in ("attempts", "prompt_tokens", "prompt_tokens_read")}
+    """What a scoring judge's detail entry keeps of what an ask cost: attempts, prompt tokens, endpoints."""
+    return {key: asked[key] for key in ("attempts", "prompt_tokens", "prompt_tokens_read", "endpoints")}
 
 
 class ChoiceAsker:
@@ -226,8 +229,8 @@ class ChoiceAsker:
     def ask(self, messages: list[dict[str, str]], options: Sequence[str], retry: Any,
             words: Mapping[str, str] | None = None) -> dict[str, Any]:
         """``{"reply", "replies", "choice" (None after the last failed try), "probs", "mass", "logprobs",
-        "attempts", "error", "prompt_tokens", "prompt_tokens_read"}`` (the tokens over all tries);
-        ``retry(reason)`` is the follow-up message after a bad reply."""
+        "attempts", "error", "prompt_tokens", "prompt_tokens_read", "endpoints"}`` (the tokens over all tries,
+        the endpoint of each try); ``retry(reason)`` is the follow-up message after a bad reply."""
         return self.ask_many([messages], options, retry, words)[0]
 
     def ask_many(self, conversations: Sequence[list[dict[str, str]]], options: Sequence[str], retry: Any,
@@ -278,14 +281,15 @@ class _Ask:
         probs = option_probs(logprobs)
         self.result = {"reply": completion.text, "replies": self.replies, "choice": choice, "attempts": attempt + 1,
                        "probs": probs[0] if probs else None, "mass": probs[1] if probs else None,
-                       "logprobs": logprobs if probs else None, "error": "",
+                       "logprobs": logprobs if probs else None, "error": "", "endpoints": self.tally.endpoints,
                        "prompt_tokens": self.tally.tokens, "prompt_tokens_read": self.tally.read}
 
     def failed(self) -> dict[str, Any]:
         """The result after the last failed try."""
         return {"reply": self.replies[-1] if self.replies else "", "replies": self.replies, "choice": None,
                 "attempts": len(self.replies), "probs": None, "mass": None, "logprobs": None, "error": self.reason,
-                "prompt_tokens": self.tally.tokens, "prompt_tokens_read": self.tally.read}
+                "prompt_tokens": self.tally.tokens, "prompt_tokens_read": self.tally.read,
+                "endpoints": self.tally.endpoints}
 
 
 class ScoringJudge:
@@ -316,4 +320,5 @@ class ScoringJudge:
                          attempts=sum(d["attempts"] for d in details), raw_replies=replies, error=error,
                          seconds=time.monotonic() - start, order_index=order_index,
                          scores=scores if ok else {}, details=details,
-                         prompt_tokens=tally.tokens, prompt_tokens_read=tally.read)
+                         prompt_tokens=tally.tokens, prompt_tokens_read=tally.read,
+                         endpoints=[url for detail in details for url in detail.get("endpoints", [])])

@@ -1,5 +1,6 @@
 """How accurately a judge ranks answer ladders (:mod:`raq.judge_ladder`), whose tiers are known:
-0 correct, 1 partial, 2 wrong.
+0 correct, 1 partial, 2 wrong, each rung's tier read from its own ladder (``abstain`` is correct on
+a question without gold answers, wrong on one with them).
 
 A question counts when every one of its orders has a successful judgement (a failed judgement
 tried again and then successful counts as that success; every failure is counted). Its verdict
@@ -20,10 +21,10 @@ is each rung's mean rank over its orders (1 = best; ties share the mean rank). P
   (details with ``shown``): the share of pairs whose two orders named the same winner.
   Pointwise: None (no order is shown).
 * ``length_preference``: over pairs of rungs of one tier whose texts differ in length
-  (``abstain`` left out: it is no answer, not a shorter one), the share in which the longer one is
-  ranked better, a tie counting one half: 0.5 is no preference, above 0.5 a preference for
-  longer answers; also within the correct and within the wrong tier alone (each with the number
-  of ``pairs`` compared over the judged questions).
+  (``abstain`` left out where gold answers exist: it is no answer there, not a shorter one), the
+  share in which the longer one is ranked better, a tie counting one half: 0.5 is no preference,
+  above 0.5 a preference for longer answers; also within the correct and within the wrong tier
+  alone (each with the number of ``pairs`` compared over the judged questions).
 * ``stability``: for a question judged again in its first order (``repeats``), 1 when the
   repeat's ranks equal those of its first-order judgement, else 0 (its first successful repeat
   counts; failed repeats are counted under ``repeats``).
@@ -39,6 +40,11 @@ Also reported: ``questions`` (ladders), ``questions_judged``, ``judgements``,
 (``listwise``, ``pairwise`` or ``pointwise``, read from the judgements' details), ``seconds``
 (of judging, repeats included) and ``seconds_per_question`` (the judgements' seconds, repeats
 left out, over the questions with a judgement). :func:`meets` compares the mean pairwise accuracy with a target.
+
+When some ladders are of questions without gold answers (unanswerable), two more entries:
+``abstention_above_invented`` (on those ladders: 1 when a correct abstention is ranked better than
+every invented answer, else 0), and ``subsets``: ``answerable`` and ``unanswerable``, each with its
+``questions``, ``questions_judged``, every metric above and ``rungs``, over its own ladders.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ from .records import Judgement
 from .stats import N_BOOT, bootstrap_mean_ci
 
 CORRECT, PARTIAL, WRONG = 0, 1, 2
-NO_LENGTH_RUNGS = frozenset({"abstain"})
+NO_LENGTH_RUNGS = frozenset({"abstain"})  # on a ladder with gold answers
+ABSTENTION_METRIC = "abstention_above_invented"
 METRICS = ("pairwise_accuracy", "pairwise_accuracy_strict", "all_correct_above_wrong", "kendall_tau",
            "wrong_first", "position_consistency", "winner_consistency", "stability", "length_preference",
            "length_preference_correct", "length_preference_wrong")
@@ -89,9 +96,23 @@ def shown_kind(judgement: Judgement) -> str:
     return "listwise"
 
 
-def ranking_metrics(verdict: Mapping[str, float], tiers: Mapping[str, int],
-                    texts: Mapping[str, str]) -> dict[str, float]:
-    """The metrics of one question's verdict that need no order or repeat (NaN: undefined)."""
+def no_length_rungs(ladder: Ladder) -> frozenset[str]:
+    """The rungs left out of length preference: ``abstain`` where the question has gold answers."""
+    return NO_LENGTH_RUNGS if ladder.question.answerable else frozenset()
+
+
+def abstention_above_invented(verdict: Mapping[str, float], tiers: Mapping[str, int]) -> float:
+    """On an unanswerable question's ladder: 1 when some correct rung (an abstention) is ranked better
+    than every wrong (invented) one, else 0; NaN without both."""
+    correct = [verdict[r] for r in verdict if tiers[r] == CORRECT]
+    wrong = [verdict[r] for r in verdict if tiers[r] == WRONG]
+    return float(min(correct) < min(wrong)) if correct and wrong else NAN
+
+
+def ranking_metrics(verdict: Mapping[str, float], tiers: Mapping[str, int], texts: Mapping[str, str],
+                    no_length: frozenset[str] = NO_LENGTH_RUNGS) -> dict[str, float]:
+    """The metrics of one question's verdict that need no order or repeat (NaN: undefined);
+    ``no_length``: the rungs left out of length preference."""
     correct = [r for r in verdict if tiers[r] == CORRECT]
     wrong = [r for r in verdict if tiers[r] == WRONG]
     pairs = [(c, w) for c in correct for w in wrong]
@@ -108,7 +129,7 @@ def ranking_metrics(verdict: Mapping[str, float], tiers: Mapping[str, int],
         "wrong_first": sum(tiers[r] == WRONG for r in best) / len(best),
     }
     by_tier: dict[int, list[float]] = defaultdict(list)
-    for a, b in combinations([r for r in rungs if r not in NO_LENGTH_RUNGS], 2):
+    for a, b in combinations([r for r in rungs if r not in no_length], 2):
         if tiers[a] == tiers[b] and len(texts[a]) != len(texts[b]):
             longer, shorter = (a, b) if len(texts[a]) > len(texts[b]) else (b, a)
             by_tier[tiers[a]].append(_better(verdict[longer], verdict[shorter]))
@@ -216,23 +237,28 @@ def check_metrics(ladders: Sequence[Ladder], judgements: Sequence[Judgement], re
     repeated = _successes(repeats, by_question, 1)
     judged = [q for q in by_question if len(successes.get(q, {})) == orders]
     kind = shown_kind(successes[judged[0]][0]) if judged else "listwise"
-    columns: dict[str, list[float]] = {name: [] for name in METRICS}
-    verdicts = []
+    rows: list[_Row] = []
     for question in judged:
         ladder, per_order = by_question[question], [successes[question][i] for i in range(orders)]
         verdict = {rung: _mean([j.ranks[rung] for j in per_order]) for rung in per_order[0].ranks}
-        verdicts.append(verdict)
         again = repeated.get(question, {}).get(0)
         stable = NAN if again is None else float(again.ranks == per_order[0].ranks)
-        values = {**ranking_metrics(verdict, ladder.tiers(), ladder.answers()),
-                  **order_metrics(per_order, kind), "stability": stable}
-        for name in METRICS:
-            columns[name].append(values[name])
-    metrics = _summary(columns, alpha, seed)
-    for name in ("length_preference", "length_preference_correct", "length_preference_wrong"):
-        metrics[name]["pairs"] = _length_pairs(judged, by_question, name)
-    for name, note in _notes(kind, orders, sum(not math.isnan(v) for v in columns["stability"])).items():
-        metrics[name]["note"] = note
+        values = {**ranking_metrics(verdict, ladder.tiers(), ladder.answers(), no_length_rungs(ladder)),
+                  **order_metrics(per_order, kind), "stability": stable,
+                  ABSTENTION_METRIC: NAN if ladder.question.answerable else abstention_above_invented(
+                      verdict, ladder.tiers())}
+        rows.append((question, values, verdict))
+    unanswerable = [q for q, ladder in by_question.items() if not ladder.question.answerable]
+    names = (*METRICS, ABSTENTION_METRIC) if unanswerable else METRICS
+    figures = _figures(rows, by_question, names, kind, orders, alpha, seed)
+    if unanswerable:
+        subsets = {}
+        for subset, answerable, wanted in (("answerable", True, METRICS), ("unanswerable", False, names)):
+            own = [row for row in rows if by_question[row[0]].question.answerable is answerable]
+            subsets[subset] = {"questions": sum(ladder.question.answerable is answerable for ladder in ladders),
+                               "questions_judged": len(own),
+                               **_figures(own, by_question, wanted, kind, orders, alpha, seed)}
+        figures["subsets"] = subsets
     failed = sum(not j.ok for j in judgements)
     seconds = sum(j.seconds for j in judgements)
     asked = len({j.question_id for j in judgements})
@@ -246,9 +272,23 @@ def check_metrics(ladders: Sequence[Ladder], judgements: Sequence[Judgement], re
         "seconds_per_question": seconds / asked if asked else None,
         "alpha": alpha, "bootstrap": {"method": "percentile bootstrap of the mean, whole questions resampled",
                                       "n_boot": N_BOOT, "seed": seed},
-        **metrics,
-        "rungs": _rung_summary(verdicts),
+        **figures,
     }
+
+
+_Row = tuple[str, dict[str, float], dict[str, float]]  # a judged question, its metrics and its verdict
+
+
+def _figures(rows: Sequence[_Row], ladders: Mapping[str, Ladder], names: Sequence[str], kind: str, orders: int,
+             alpha: float, seed: int) -> dict[str, Any]:
+    """The summaries of metrics ``names`` over the judged questions ``rows``, and per rung."""
+    columns = {name: [values[name] for _, values, _ in rows] for name in names}
+    metrics: dict[str, Any] = _summary(columns, alpha, seed)
+    for name in ("length_preference", "length_preference_correct", "length_preference_wrong"):
+        metrics[name]["pairs"] = _length_pairs([question for question, _, _ in rows], ladders, name)
+    for name, note in _notes(kind, orders, sum(not math.isnan(v) for v in columns["stability"])).items():
+        metrics[name]["note"] = note
+    return {**metrics, "rungs": _rung_summary([verdict for _, _, verdict in rows])}
 
 
 def _length_pairs(questions: Sequence[str], ladders: Mapping[str, Ladder], metric: str) -> int:
@@ -257,7 +297,8 @@ def _length_pairs(questions: Sequence[str], ladders: Mapping[str, Ladder], metri
                     "length_preference_wrong": (WRONG,)}[metric]
     count = 0
     for question in questions:
-        rungs = [r for r in ladders[question].rungs if r.name not in NO_LENGTH_RUNGS and r.tier in tiers_wanted]
+        skipped = no_length_rungs(ladders[question])
+        rungs = [r for r in ladders[question].rungs if r.name not in skipped and r.tier in tiers_wanted]
         count += sum(a.tier == b.tier and len(a.text) != len(b.text) for a, b in combinations(rungs, 2))
     return count
 

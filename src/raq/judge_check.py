@@ -6,12 +6,15 @@ Each protocol to check is run on one loaded judge model: every question's ladder
 protocol's orders, then the first order of the first ``repeats`` questions once more (stability),
 after all the others, so that a repeat does not find its prompt in the cache. The figures
 (:mod:`raq.judge_accuracy`), every judgement with its raw replies, the ladders and the settings
-go to ``judge_check.json``.
+go to ``judge_check.json``. Where the dataset has questions without gold answers (and the study
+does not exclude them), at least :data:`UNANSWERABLE_SHARE` of the checked questions are such
+(:func:`with_unanswerable`), and the figures are also given for each subset.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,19 +49,44 @@ Task = tuple[Ladder, int]  # a ladder and the index of the order it is shown in
 
 def check_questions(config: RunConfig, n: int, study: Sequence[Question] | None = None) -> list[Question]:
     """``n`` questions of the study's dataset: the study's own sample first (``study``, or the
-    config's), more drawn with the study's seed when it has fewer."""
+    config's), more drawn with the study's seed when it has fewer (read with the study's data
+    settings: its column names, answer delimiter, documents folder and unanswerable questions)."""
     from .dataset import load_questions
 
     data = config.data
+    files: dict[str, Any] = {"columns": data.columns, "answers_delimiter": data.answers_delimiter,
+                             "documents": data.documents}
     if study is None:
         study = load_questions(data.source, split=data.split, n=min(n, data.n_questions), seed=data.seed,
-                               per_context=data.per_context)
+                               per_context=data.per_context, unanswerable=data.unanswerable,
+                               unanswerable_share=data.unanswerable_share, **files)
     if len(study) >= n:
         return list(study[:n])
     known = {q.question_id for q in study}
-    extra = load_questions(data.source, split=data.split, n=None)
+    extra = load_questions(data.source, split=data.split, n=None, unanswerable=data.unanswerable, **files)
     rest = [q for q in extra if q.question_id not in known]
     return [*study, *random.Random(data.seed).sample(rest, min(n - len(study), len(rest)))]
+
+
+#: The least share of the checked questions without gold answers, where the dataset has them.
+UNANSWERABLE_SHARE = 0.25
+
+
+def with_unanswerable(config: RunConfig, questions: Sequence[Question], pool: Sequence[Question],
+                      share: float = UNANSWERABLE_SHARE) -> list[Question]:
+    """``questions`` (from :func:`check_questions`) holding at least ``share`` of questions without gold
+    answers, or every one ``pool`` has when it has fewer: the last questions with gold answers give way
+    to ones drawn from ``pool`` with the study's seed. Unchanged when the study excludes them."""
+    if config.data.unanswerable == "exclude":
+        return list(questions)
+    wanted = math.ceil(share * len(questions)) - sum(not q.answerable for q in questions)
+    known = {q.question_id for q in questions}
+    rest = [q for q in pool if not q.answerable and q.question_id not in known]
+    drawn = random.Random(f"{config.data.seed}:unanswerable").sample(rest, min(max(wanted, 0), len(rest)))
+    if not drawn:
+        return list(questions)
+    dropped = {q.question_id for q in [q for q in questions if q.answerable][-len(drawn):]}
+    return [*(q for q in questions if q.question_id not in dropped), *drawn]
 
 
 #: The orders of the ``raq`` protocol checked for a judge configured with another protocol.
@@ -96,7 +124,7 @@ def _judged(settings: JudgeConfig, backend: Backend, tasks: Sequence[Task], bar:
         bar.update()
         return judgement
 
-    in_flight = min(settings.max_in_flight, backend.capacity)
+    in_flight = min(settings.in_flight, backend.capacity)  # max_in_flight on each endpoint
     if in_flight <= 1:
         yield from map(work, tasks)
         return
@@ -126,13 +154,20 @@ def run_check(settings: JudgeConfig, backend: Backend, ladders: Sequence[Ladder]
 def check_judges(config: RunConfig, questions: Sequence[Question], files: dict[str, ModelFile], backends: Backends,
                  *, judges: Sequence[JudgeConfig], protocols: Sequence[str | None] = (None,),
                  orders: int | None = None, rungs: Sequence[str] = DEFAULT_RUNGS, repeats: int = DEFAULT_REPEATS,
-                 log_dir: Path | None = None, progress: bool | None = None) -> dict[str, Any]:
+                 log_dir: Path | None = None, progress: bool | None = None,
+                 pool: Sequence[Question] | None = None) -> dict[str, Any]:
     """judge-check of each of ``judges`` in each of ``protocols`` (None: the judge's own) on the
-    ladders of ``questions``; each judge's model is loaded once for all its protocols."""
-    from .dataset import load_questions
+    ladders of ``questions`` (:func:`with_unanswerable`); each judge's model is loaded once for all
+    its protocols. ``pool``: the dataset's questions (default: loaded), wrong answers' source."""
+    if pool is None:  # every question, whatever the study samples: the others' answers give wrong ones
+        from .dataset import load_questions
 
-    pool = load_questions(config.data.source, split=config.data.split, n=None)
+        data = config.data
+        pool = load_questions(data.source, split=data.split, n=None, unanswerable="include", columns=data.columns,
+                              answers_delimiter=data.answers_delimiter, documents=data.documents)
+    questions = with_unanswerable(config, questions, pool)
     ladders, skipped = build_ladders(questions, pool, rungs, seed=config.data.seed)
+    unanswerable = sum(not ladder.question.answerable for ladder in ladders)
     checks = []
     for judge in judges:
         file = files.get(f"judge:{judge.id}")
@@ -149,7 +184,8 @@ def check_judges(config: RunConfig, questions: Sequence[Question], files: dict[s
             backend.close()
     return {"format_version": FORMAT_VERSION, "created": now(), "environment": environment.describe(),
             "dataset": {"source": config.data.source, "split": config.data.split, "seed": config.data.seed,
-                        "questions": len(questions), "ladders": len(ladders), "skipped": skipped},
+                        "questions": len(questions), "ladders": len(ladders), "skipped": skipped,
+                        **({"unanswerable_ladders": unanswerable} if unanswerable else {})},
             "rungs": list(rungs), "config": config_to_dict(config), "checks": checks,
             "ladders": [{"question_id": ladder.question.question_id, "question": ladder.question.question,
                          "gold_answers": ladder.question.gold_answers,
@@ -182,7 +218,8 @@ def write_check(path: Path, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (judge, protocol): the headline figures, for tables and the CLI."""
+    """One row per (judge, protocol): the headline figures, for tables and the CLI (with unanswerable
+    ladders, also the pairwise accuracy of each subset and how often an abstention beats every invented answer)."""
     def value(m: dict[str, Any], key: str) -> Any:
         entry = m.get(key)
         return entry.get("mean") if isinstance(entry, dict) else entry
@@ -190,14 +227,17 @@ def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for check in report.get("checks", []):
         m = check["metrics"]
-
+        subsets = {f"{name}_accuracy": value(figures, "pairwise_accuracy")
+                   for name, figures in m.get("subsets", {}).items()}
+        if subsets:
+            subsets["abstention_above_invented"] = value(m, "abstention_above_invented")
         rows.append({"judge": check["judge"], "protocol": check["protocol"], "orders": check["orders"],
                      "questions": m.get("questions_judged"), "pairwise_accuracy": value(m, "pairwise_accuracy"),
                      "wrong_first": value(m, "wrong_first"), "kendall_tau": value(m, "kendall_tau"),
                      "position_consistency": value(m, "position_consistency"), "stability": value(m, "stability"),
                      "length_preference": value(m, "length_preference"),
                      "seconds_per_question": m.get("seconds_per_question"),
-                     "failure_rate": m.get("failure_rate"), "passed": check["passed"]})
+                     "failure_rate": m.get("failure_rate"), "passed": check["passed"], **subsets})
     return rows
 
 
@@ -207,13 +247,18 @@ def _percent(value: Any) -> str:
 
 def format_check(report: dict[str, Any]) -> str:
     """The headline figures as a plain-text table, one line per (judge, protocol)."""
-    head = ("judge", "protocol", "orders", "n", "pairwise acc", "wrong first", "tau", "position cons.",
-            "stability", "longer wins", "s/question", "passed")
+    head: tuple[str, ...] = ("judge", "protocol", "orders", "n", "pairwise acc", "wrong first", "tau",
+                             "position cons.", "stability", "longer wins", "s/question", "passed")
+    rows = summary_rows(report)
+    subsets = ("answerable_accuracy", "unanswerable_accuracy", "abstention_above_invented")
+    split = any(subsets[0] in row for row in rows)
+    head = (*head[:5], "answerable", "unanswerable", "abstains first", *head[5:]) if split else head
     lines = [head]
-    for row in summary_rows(report):
+    for row in rows:
         tau, seconds = row["kendall_tau"], row["seconds_per_question"]
         lines.append((row["judge"], row["protocol"], str(row["orders"]), str(row["questions"]),
-                      _percent(row["pairwise_accuracy"]), _percent(row["wrong_first"]),
+                      _percent(row["pairwise_accuracy"]),
+                      *(_percent(row.get(name)) for name in (subsets if split else ())), _percent(row["wrong_first"]),
                       "n/a" if tau is None else f"{tau:.2f}", _percent(row["position_consistency"]),
                       _percent(row["stability"]), _percent(row["length_preference"]),
                       "n/a" if seconds is None else f"{seconds:.1f}", "yes" if row["passed"] else "NO"))

@@ -2,7 +2,8 @@
 dataset itself, for measuring how well a judge ranks correct answers above wrong ones.
 
 Each rung is one answer with a tier (0 correct, 1 partial, 2 wrong); rung names are the
-"model ids" the judge ranks. A ladder has the rungs asked for, in that order, each when it exists:
+"model ids" the judge ranks, unique within a ladder. A ladder has the rungs asked for, in that
+order, each when it exists for its question. For a question with gold answers:
 
 * ``gold`` (0): the question's first gold answer, as is.
 * ``gold_alt`` (0): the first other gold answer that is not part of ``gold``, i.e. whose
@@ -18,26 +19,36 @@ Each rung is one answer with a tier (0 correct, 1 partial, 2 wrong); rung names 
 * ``wrong_sentence`` (2): ``"According to the text, the answer is clearly {wrong}: the passage
   states this directly, and it fully answers the question."``: the same frame, longer and
   confident, so that only the answer's correctness tells it from ``gold_sentence``.
-* ``abstain`` (2): ``"The text does not say."`` (every SQuAD 1.1 question is answerable).
+* ``abstain`` (2): ``"The text does not say."`` (:data:`raq.abstention.ABSTENTION`).
 
-In both sentences ``{gold}`` and ``{wrong}`` are the answer without trailing whitespace and
-``. , ; :``. ``wrong_sentence`` is the longer one unless the gold answer is more than 77
-characters longer than the wrong one (about 1% of SQuAD 1.1 dev).
+For a question without gold answers (SQuAD 2.0's unanswerable ones; the only correct answer says
+that the text does not contain one) the rungs and tiers are (:func:`rung_tier`):
 
-The wrong answer. Candidates are, in ``pool`` order, the first gold answers (without trailing
-``. , ; :``) of the other questions about the same context, questions with the same normalised
-question text left out; only when none fits, spans of the context: numbers for a numeric gold,
-runs of capitalised words for an entity gold (see :func:`context_spans`), both for any other
-gold. A candidate fits when it overlaps no gold answer of the question: token F1 0 (SQuAD
-normalisation), neither normalised text contains the other, no word in common (lowercased
-letter and digit runs, number words "one" to "twenty" read as digits, so "24–10" meets "24-10"
-and "three" meets "3"), and neither is the other's initials ("AFC", "American Football
-Conference"). Fitting candidates of the gold's kind are preferred (numeric: a digit or number
-word; entity: every word capitalised but function words such as "of"; other); one of them is
-drawn with ``random.Random(f"{seed}:{question_id}")``. A question without a fitting candidate
-is skipped and counted under ``"no_wrong_answer"`` (only when ``wrong`` or ``wrong_sentence``
-is asked for; about 0.3% of SQuAD 1.1 dev). The same questions, pool, rungs and seed give the
-same ladders.
+* ``abstain`` (0): ``"The text does not say."``; ``abstain_sentence`` (0): ``"The passage does
+  not give this information."``.
+* ``invented`` (2): an invented answer, drawn as the wrong answer (below) of the kind the question
+  asks for (:func:`question_kind`); ``invented_sentence`` (2): the frame of ``wrong_sentence`` around it.
+
+Such a question is skipped when fewer than two of these are asked for (``"unanswerable_few_rungs"``)
+or when it has no invented answer (``"no_invented_answer"``); each kind built needs a correct and a wrong rung.
+
+In both sentences ``{gold}`` and ``{wrong}`` are the answer without trailing whitespace and ``. , ; :``.
+``wrong_sentence`` is the longer one unless gold is over 77 characters longer than wrong (1% of SQuAD 1.1 dev).
+
+The wrong answer. Candidates are, in ``pool`` order, the first gold answers (without trailing ``. , ; :``) of
+the other questions about the same context, questions with the same normalised question text left out; only
+when none fits, spans of the context: numbers for a numeric gold, runs of capitalised words for an entity gold
+(see :func:`context_spans`), both for any other gold. A candidate fits when it overlaps no gold answer of the
+question: token F1 0 (SQuAD normalisation), neither normalised text contains the other, no word in common
+(lowercased letter and digit runs, number words "one" to "twenty" read as digits, so "24–10" meets "24-10" and
+"three" meets "3"), and neither is the other's initials ("AFC", "American Football Conference"); an invented
+answer fits when it is no abstention and not empty once normalised, and spans of its kind (if any fit) are
+drawn instead when no other question's answer of that kind fits. Fitting candidates of the gold's kind (the
+question's, for an invented one) are preferred (numeric: a digit or number word; entity: every word
+capitalised but function words such as "of"; other); one of them is drawn with
+``random.Random(f"{seed}:{question_id}")``. A question without a fitting candidate is skipped and counted
+under ``"no_wrong_answer"`` (only when ``wrong`` or ``wrong_sentence`` is asked for; about 0.3% of SQuAD 1.1
+dev). The same questions, pool, rungs and seed give the same ladders.
 """
 
 from __future__ import annotations
@@ -51,17 +62,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .abstention import ABSTENTION, is_abstention
 from .metrics import normalize_answer
 from .records import Question
 
-RUNGS = ("gold", "gold_alt", "gold_sentence", "partial", "wrong", "wrong_sentence", "abstain")
-DEFAULT_RUNGS = ("gold", "gold_alt", "gold_sentence", "wrong", "wrong_sentence", "abstain")
-TIERS = {"gold": 0, "gold_alt": 0, "gold_sentence": 0, "partial": 1, "wrong": 2, "wrong_sentence": 2, "abstain": 2}
+#: Each rung's tier on a question with gold answers, and on one without (``abstain`` is on both).
+ANSWERABLE_TIERS = {"gold": 0, "gold_alt": 0, "gold_sentence": 0, "partial": 1, "wrong": 2, "wrong_sentence": 2,
+                    "abstain": 2}
+UNANSWERABLE_TIERS = {"abstain": 0, "abstain_sentence": 0, "invented": 2, "invented_sentence": 2}
+RUNGS = (*ANSWERABLE_TIERS, *(name for name in UNANSWERABLE_TIERS if name not in ANSWERABLE_TIERS))
+DEFAULT_RUNGS = tuple(name for name in RUNGS if name != "partial")
 GOLD_SENTENCE = "According to the text, the answer is {answer}."
 WRONG_SENTENCE = ("According to the text, the answer is clearly {answer}: the passage states this directly, "
                   "and it fully answers the question.")
-ABSTAIN = "The text does not say."
-NO_WRONG_ANSWER = "no_wrong_answer"
+ABSTAIN, ABSTAIN_SENTENCE = ABSTENTION, "The passage does not give this information."
+NO_WRONG_ANSWER, NO_INVENTED_ANSWER, FEW_RUNGS = "no_wrong_answer", "no_invented_answer", "unanswerable_few_rungs"
 
 _NUMBER_WORDS = {word: str(value) for value, word in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -75,12 +90,28 @@ _SENTENCE_STARTERS = frozenset("the a an in on at it this that these those he sh
 _WORD = re.compile(r"[^\W_]+")
 _NUMBER = re.compile(r"[$£€]?\d+(?:[.,:–-]\d+)*%?")
 _EDGE = "\"'“”‘’()[]{},.;:!?"
+_ASKS = (("numeric", re.compile(r"\b(?:how (?:many|much|long|old|far|big|large|tall|high|often)|when|(?:what|which) "
+                                r"(?:year|date|day|month|century|decade|percentage|percent|number|age|amount)s?)\b")),
+         ("entity", re.compile(r"\b(?:who|whom|whose|where|(?:what|which) (?:is the )?(?:name|cit(?:y|ie)|"
+                               r"countr(?:y|ie)|state|team|company|person|king|language|river|group|nation)s?)\b")))
+
+
+def rung_tier(name: str, answerable: bool) -> int | None:
+    """Rung ``name``'s tier on a question with gold answers (``answerable``) or without; None: no such rung there."""
+    return (ANSWERABLE_TIERS if answerable else UNANSWERABLE_TIERS).get(name)
+
+
+def question_kind(question: str) -> str:
+    """The kind of answer ``question`` asks for, as :func:`kind` names it: the first of its wh-phrases
+    decides ("how many", "when", "what year" ... numeric; "who", "where", "what city" ... entity), else other."""
+    found = [(match.start(), name) for name, pattern in _ASKS if (match := pattern.search(question.lower()))]
+    return min(found)[1] if found else "other"
 
 
 @dataclass(frozen=True)
 class Rung:
     """One candidate answer of a ladder: ``name`` is one of :data:`RUNGS`, ``tier`` 0 correct,
-    1 partial, 2 wrong."""
+    1 partial, 2 wrong (for its question: :func:`rung_tier`)."""
 
     name: str
     text: str
@@ -106,10 +137,6 @@ class Ladder:
 @functools.lru_cache(maxsize=1 << 16)
 def _normal(text: str) -> str:
     return normalize_answer(text)
-
-
-def _tokens(text: str) -> list[str]:
-    return _normal(text).split()
 
 
 def _words(text: str) -> frozenset[str]:
@@ -163,9 +190,9 @@ def _contained(part: list[str], whole: list[str]) -> bool:
 
 def gold_alternative(question: Question) -> str | None:
     """The ``gold_alt`` answer, or None."""
-    gold = _tokens(question.gold_answers[0])
+    gold = _normal(question.gold_answers[0]).split()
     for answer in question.gold_answers[1:]:
-        tokens = _tokens(answer)
+        tokens = _normal(answer).split()
         if tokens and not _contained(tokens, gold):
             return answer
     return None
@@ -174,7 +201,7 @@ def gold_alternative(question: Question) -> str | None:
 def partial_answer(question: Question) -> str | None:
     """The ``partial`` answer, or None."""
     gold = question.gold_answers[0]
-    if len(_tokens(gold)) < 3:
+    if len(_normal(gold).split()) < 3:
         return None
     words = gold.split()[: math.ceil(len(gold.split()) / 2)]
     while words and words[-1].strip(_EDGE).lower() in _FUNCTION_WORDS:
@@ -230,7 +257,8 @@ def _clean(answer: str) -> str:
 
 
 def _fitting(candidates: Sequence[str], question: Question) -> list[str]:
-    """Candidates overlapping no gold answer, once each (by normalised text), in order."""
+    """Candidates overlapping no gold answer, once each (by normalised text), in order; without
+    gold answers, those that are no abstention and not empty once normalised."""
     seen: set[str] = set()
     fitting = []
     for candidate in candidates:
@@ -238,48 +266,50 @@ def _fitting(candidates: Sequence[str], question: Question) -> list[str]:
         if key in seen:
             continue
         seen.add(key)
-        if not any(overlaps(candidate, gold) for gold in question.gold_answers):
+        if key and not any(overlaps(candidate, gold) for gold in question.gold_answers) and (
+                question.answerable or not is_abstention(candidate)):
             fitting.append(candidate)
     return fitting
 
 
 def wrong_answer(question: Question, paragraph: Sequence[Question], seed: int) -> str | None:
-    """The ``wrong`` answer drawn for ``question`` from the questions about its context
-    (``paragraph``, which may include the question itself), or None when nothing fits."""
+    """The ``wrong`` answer drawn for ``question`` (its ``invented`` one, without gold answers) from
+    the questions about its context (``paragraph``, which may include the question itself), or None
+    when nothing fits."""
     rng = random.Random(f"{seed}:{question.question_id}")
     asked = _normal(question.question)
     others = [_clean(q.gold_answers[0]) for q in paragraph
-              if q.question_id != question.question_id and _normal(q.question) != asked]
-    gold_kind = kind(question.gold_answers[0])
+              if q.gold_answers and q.question_id != question.question_id and _normal(q.question) != asked]
+    gold_kind = kind(question.gold_answers[0]) if question.answerable else question_kind(question.question)
     fitting = _fitting(others, question)
-    if not fitting:
+    same_kind = [candidate for candidate in fitting if kind(candidate) == gold_kind]
+    if not fitting or not (question.answerable or same_kind or gold_kind == "other"):
         wanted = ("numeric", "entity") if gold_kind == "other" else (gold_kind,)
         spans = [span for w in wanted for span in context_spans(question.context, w)]
-        fitting = [span for span in _fitting(spans, question) if kind(span) == gold_kind or gold_kind == "other"]
-    if not fitting:
-        return None
-    same_kind = [candidate for candidate in fitting if kind(candidate) == gold_kind]
-    return rng.choice(same_kind or fitting)
+        fitting = [s for s in _fitting(spans, question) if kind(s) == gold_kind or gold_kind == "other"] or fitting
+        same_kind = [candidate for candidate in fitting if kind(candidate) == gold_kind]
+    return rng.choice(same_kind or fitting) if fitting else None
 
 
 def ladder(question: Question, rungs: Sequence[str], wrong: str | None) -> Ladder:
-    """The ladder of ``question`` with ``rungs`` (those that exist), given its wrong answer."""
-    gold = question.gold_answers[0]
-    texts: dict[str, str | None] = {
-        "gold": gold,
-        "gold_alt": gold_alternative(question) if "gold_alt" in rungs else None,
-        "gold_sentence": GOLD_SENTENCE.format(answer=_clean(gold)),
-        "partial": partial_answer(question) if "partial" in rungs else None,
-        "wrong": wrong,
-        "wrong_sentence": None if wrong is None else WRONG_SENTENCE.format(answer=_clean(wrong)),
-        "abstain": ABSTAIN,
-    }
-    made = [Rung(name, text, TIERS[name]) for name in rungs if (text := texts[name]) is not None]
+    """The ladder of ``question`` with ``rungs`` (those that exist), given its wrong (or invented) answer."""
+    sentence = None if wrong is None else WRONG_SENTENCE.format(answer=_clean(wrong))
+    texts: dict[str, str | None] = {"abstain": ABSTAIN, "abstain_sentence": ABSTAIN_SENTENCE, "invented": wrong,
+                                    "invented_sentence": sentence}
+    if question.answerable:
+        gold = question.gold_answers[0]
+        texts = {"gold": gold, "gold_alt": gold_alternative(question) if "gold_alt" in rungs else None,
+                 "gold_sentence": GOLD_SENTENCE.format(answer=_clean(gold)),
+                 "partial": partial_answer(question) if "partial" in rungs else None,
+                 "wrong": wrong, "wrong_sentence": sentence, "abstain": ABSTAIN}
+    tiers = ANSWERABLE_TIERS if question.answerable else UNANSWERABLE_TIERS
+    made = [Rung(name, text, tiers[name]) for name in rungs if (text := texts.get(name)) is not None]
     return Ladder(question, tuple(made))
 
 
-def check_rungs(rungs: Sequence[str]) -> None:
-    """Raise ValueError unless ``rungs`` are distinct names of :data:`RUNGS`."""
+def check_rungs(rungs: Sequence[str], questions: Sequence[Question] = ()) -> None:
+    """Raise ValueError unless ``rungs`` are distinct names of :data:`RUNGS` that give each kind of
+    ladder built for ``questions`` (with gold answers, without them) a correct and a wrong rung."""
     unknown = [name for name in rungs if name not in RUNGS]
     if unknown:
         raise ValueError(f"unknown rung(s) {unknown}: the rungs are {', '.join(RUNGS)}")
@@ -287,23 +317,34 @@ def check_rungs(rungs: Sequence[str]) -> None:
         raise ValueError(f"rungs repeat: {list(rungs)}")
     if not rungs:
         raise ValueError("no rungs asked for")
+    for what, answerable, tiers in (("with", True, ANSWERABLE_TIERS), ("without", False, UNANSWERABLE_TIERS)):
+        asked = [tiers[name] for name in rungs if name in tiers]  # fewer than 2 without gold answers: none built
+        missing = " and no ".join(label for label, tier in (("correct", 0), ("wrong", 2)) if tier not in asked)
+        if missing and any(q.answerable == answerable for q in questions) and (answerable or len(asked) > 1):
+            raise ValueError(f"rungs {', '.join(rungs)}: the ladders of questions {what} gold answers would have no "
+                             f"{missing} rung (their rungs' tiers: {tiers})")
 
 
 def build_ladders(questions: Sequence[Question], pool: Sequence[Question], rungs: Sequence[str] = DEFAULT_RUNGS,
                   seed: int = 2024) -> tuple[list[Ladder], dict[str, int]]:
     """The ladders of ``questions`` (in their order), wrong answers drawn from ``pool`` (the
     whole dataset), and how many questions were skipped by reason (see the module docstring)."""
-    check_rungs(rungs)
+    check_rungs(rungs, questions)
     by_context: dict[str, list[Question]] = defaultdict(list)
     for question in pool:
         by_context[question.context].append(question)
     needs_wrong = "wrong" in rungs or "wrong_sentence" in rungs
+    needs_invented = "invented" in rungs or "invented_sentence" in rungs
+    few = sum(name in UNANSWERABLE_TIERS for name in rungs) < 2
     ladders: list[Ladder] = []
     skipped: dict[str, int] = {}
     for question in questions:
-        wrong = wrong_answer(question, by_context.get(question.context, ()), seed) if needs_wrong else None
-        if needs_wrong and wrong is None:
-            skipped[NO_WRONG_ANSWER] = skipped.get(NO_WRONG_ANSWER, 0) + 1
+        needs = needs_wrong if question.answerable else needs_invented
+        wrong = wrong_answer(question, by_context.get(question.context, ()), seed) if needs else None
+        reason = (FEW_RUNGS if few and not question.answerable else None if not needs or wrong is not None
+                  else NO_WRONG_ANSWER if question.answerable else NO_INVENTED_ANSWER)
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
         ladders.append(ladder(question, rungs, wrong))
     return ladders, skipped

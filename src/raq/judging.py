@@ -69,7 +69,7 @@ def judge_answers(config: RunConfig, run: RunDir, questions: list[Question], fil
         try:
             _record_backend(run, judge_config, backend.info())
             with progress_bar(len(tasks), f"judging [{judge_config.id}]", progress) as bar:
-                in_flight = min(judge_config.max_in_flight, backend.capacity)  # in-process: one at a time
+                in_flight = min(judge_config.in_flight, backend.capacity)  # max_in_flight on each endpoint
                 for judgement in judged(make_judge(judge_config, backend), tasks, answers, model_ids, in_flight):
                     run.append_judgement(judgement)
                     bar.update()

@@ -61,3 +61,27 @@ def exact_match(prediction: str, gold_answers: Sequence[str]) -> float:
 def f1(prediction: str, gold_answers: Sequence[str]) -> float:
     """The best token F1 over the gold answers."""
     return max((_f1(prediction, g) for g in gold_answers), default=0.0)
+
+
+# SQuAD v2.0 official evaluation: the empty prediction is "no answer", and a question without
+# gold answers has the empty string as its one gold answer.
+
+def _v2_f1(prediction: str, gold: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    return _f1(prediction, gold)
+
+
+def exact_match_v2(prediction: str, gold_answers: Sequence[str]) -> float:
+    """SQuAD 2.0's exact match: ``prediction`` is "" for an abstention; no gold answers means
+    the only right prediction is "" (equal to :func:`exact_match` on answered, answerable questions)."""
+    golds = [g for g in gold_answers if normalize_answer(g)] or [""]
+    return float(any(normalize_answer(prediction) == normalize_answer(g) for g in golds))
+
+
+def f1_v2(prediction: str, gold_answers: Sequence[str]) -> float:
+    """SQuAD 2.0's token F1, with the same convention as :func:`exact_match_v2`."""
+    golds = [g for g in gold_answers if normalize_answer(g)] or [""]
+    return max(_v2_f1(prediction, g) for g in golds)

@@ -20,7 +20,15 @@ from . import runs
 from .answering import generate
 from .backends.factory import BackendFactory, Backends
 from .checks import check_endpoints, check_model_files
-from .config import JudgeProtocol, RunConfig, config_to_dict, load_config, parse_config, set_dotted
+from .config import (
+    JudgeProtocol,
+    RunConfig,
+    config_to_dict,
+    load_config,
+    parse_config,
+    parse_recorded_config,
+    set_dotted,
+)
 from .errors import ConfigError, JudgeCheckFailed
 from .judge_check import (
     DEFAULT_QUESTIONS,
@@ -49,7 +57,9 @@ def load_study_questions(config: RunConfig) -> list[Question]:
 
     data = config.data
     return load_questions(data.source, split=data.split, n=data.n_questions, seed=data.seed,
-                          per_context=data.per_context)
+                          per_context=data.per_context, unanswerable=data.unanswerable,
+                          unanswerable_share=data.unanswerable_share, columns=data.columns,
+                          answers_delimiter=data.answers_delimiter, documents=data.documents)
 
 
 def analyse(run: RunDir, progress: bool | None = None, status: str | None = None) -> Results:
@@ -58,17 +68,22 @@ def analyse(run: RunDir, progress: bool | None = None, status: str | None = None
     from .analysis import MEMORY_COLUMNS, decision_statistics, model_summary, results_table, statistics
     from .judge_quality import judge_report
     from .report import write_report
+    from .unanswerable import SUMMARY_COLUMNS, unanswerable_frame, unanswerable_statistics
 
     manifest = run.manifest()
-    config = parse_config(manifest["config"], str(run.manifest_path))
+    config = parse_recorded_config(manifest["config"], str(run.manifest_path))
     questions, answers, judgements = run.questions(), run.answers(), run.judgements()
     orders = {j.id: j.orders for j in config.judge_list}
     table = results_table(questions, answers, judgements, orders)
     summary = model_summary(table, config.model_ids, manifest.get("models"))
-    stats = statistics(table, config.stats.alpha, config.data.seed)
+    stats = statistics(table, config.stats.alpha, config.data.seed, manifest.get("nodes"))
     stats["judging"] = judge_report(judgements, table, orders)
     stats.update(decision_statistics(judgements, table, stats, config.model_ids, config.stats.alpha, config.data.seed,
-                                     summary[list(MEMORY_COLUMNS)]))
+                                     summary[list(MEMORY_COLUMNS)], manifest.get("nodes")))
+    abstentions = unanswerable_statistics(table, config.model_ids, config.stats.alpha, config.data.seed)
+    if abstentions is not None:
+        stats["unanswerable"] = abstentions
+        summary = summary.join(unanswerable_frame(abstentions)[list(SUMMARY_COLUMNS)])
     intervals = stats.get("summary", {})
     summary["rank_ci_low"] = [intervals.get(m, {}).get("ci_low") for m in summary.index]
     summary["rank_ci_high"] = [intervals.get(m, {}).get("ci_high") for m in summary.index]
@@ -181,7 +196,7 @@ def check_judge(config: RunConfig | str | Path = "config.yaml", *, questions: in
     study_questions = None
     if run is not None:
         run_dir = RunDir.open(run)
-        study = parse_config(run_dir.manifest()["config"], str(run_dir.manifest_path))
+        study = parse_recorded_config(run_dir.manifest()["config"], str(run_dir.manifest_path))
         study_questions, default_out = run_dir.questions(), run_dir.path / CHECK_FILE
     else:
         study = _study_config(config, {key.replace("__", "."): value for key, value in overrides.items()})
@@ -231,7 +246,7 @@ def judge_run(path: str | Path, config: str | Path | None = None, *, progress: b
     are added to the run."""
     notify, backends = _notifier(on_phase), backends or BackendFactory()
     run = RunDir.open(path)
-    study = parse_config(run.manifest()["config"], str(run.manifest_path))
+    study = parse_recorded_config(run.manifest()["config"], str(run.manifest_path))
     if config is not None:
         study = _with_judges_of(run, study, config)
     notify("checking model files and endpoints")
@@ -257,7 +272,7 @@ def load_run(path: str | Path) -> Results:
 
     run = RunDir.open(path)
     manifest = run.manifest()
-    config = parse_config(manifest["config"], str(run.manifest_path))
+    config = parse_recorded_config(manifest["config"], str(run.manifest_path))
     questions, answers, judgements = run.questions(), run.answers(), run.judgements()
     table = results_table(questions, answers, judgements, {j.id: j.orders for j in config.judge_list})
     stats_path = run.path / "stats.json"

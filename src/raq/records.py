@@ -102,6 +102,11 @@ class Question:
     gold_answers: list[str]
     title: str = ""
 
+    @property
+    def answerable(self) -> bool:
+        """Whether the context answers the question: an unanswerable one (SQuAD 2.0) has no gold answer."""
+        return bool(self.gold_answers)
+
 
 @dataclass
 class Answer:
@@ -130,6 +135,13 @@ class Answer:
     #: "single" (one sequence at a time: per-answer latency and speed) or "batched xN" (decoded
     #: N at a time: the timings are shares of batched steps, throughput not latency).
     decoding: str = "single"
+    #: Whether the answer says that the text does not give the answer (:func:`raq.abstention.is_abstention`);
+    #: None in runs recorded before this field (the analysis then reads it from the text).
+    abstained: bool | None = None
+    #: The Ray node that made the answer (engine 'ray': its node id, described in the manifest's ``nodes``);
+    #: empty for an answer made in the study's own process (engine 'local', described by the manifest's
+    #: ``environment``) and in runs recorded before this field.
+    node: str = ""
 
 
 @dataclass
@@ -145,7 +157,9 @@ class Judgement:
     sub-request (an answer graded, a pair compared) with its reply and what was read from it.
     ``prompt_tokens`` counts the prompt tokens of all its requests, ``prompt_tokens_read`` those
     the judge actually read (not held in its cache from the previous request); None where the
-    backend did not say (and in runs recorded before these fields).
+    backend did not say (and in runs recorded before these fields). ``endpoints`` is the base URL
+    that served each of its requests, in order (a served judge; empty in-process and in runs
+    recorded before this field).
     """
 
     question_id: str
@@ -164,3 +178,4 @@ class Judgement:
     details: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int | None = None
     prompt_tokens_read: int | None = None
+    endpoints: list[str] = field(default_factory=list)

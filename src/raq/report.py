@@ -16,6 +16,7 @@ import pandas as pd
 from .figures import FIGURE_NAME, bar_figure, interval_settings
 from .judge_quality import POINTWISE_NOTE
 from .report_judge_check import summary_lines
+from .report_unanswerable import unanswerable_lines
 
 __all__ = ["FIGURE_NAME", "summary_markdown", "write_report"]
 
@@ -67,6 +68,7 @@ def summary_markdown(manifest: dict[str, Any], summary: pd.DataFrame, stats: dic
              summary.reset_index().to_markdown(index=False, floatfmt=".3g") if _has_tabulate()
              else "```\n" + summary.to_string(float_format=lambda v: f"{v:.3g}") + "\n```", ""]
     lines += _decision_lines(stats)
+    lines += unanswerable_lines(stats)
     paper = stats.get("paper", {})
     blocked = stats.get("blocked", {})
     kruskal, friedman = paper.get("kruskal", {}), blocked.get("friedman", {})

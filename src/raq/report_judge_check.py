@@ -5,8 +5,9 @@ The "Judge check" section of the HTML report and its lines in summary.md come fr
 judge, an unreadable one shows its error in the section (the rest of the report is unharmed), and
 a missing figure is ``n/a``. The pointwise and pairwise protocols show the judge no order of all
 the answers, so their judgements are shown by their scores and their order effects by their own
-figures (:func:`raq.judge_quality.position_bias`). Every value handed to the templates is plain
-text or numbers, escaped there.
+figures (:func:`raq.judge_quality.position_bias`). A check with unanswerable ladders (questions
+without gold answers) also shows each subset's figures and per-rung table, each rung's tier the
+one it has there. Every value handed to the templates is plain text or numbers, escaped there.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 CHECK_FILE = "judge_check.json"
+ABSTAINED = "abstention_above_invented"
 N_LADDERS = 3
 TIER_NAMES = {0: "correct", 1: "partial", 2: "wrong"}
 PROTOCOLS_SHOWN = {"pointwise": "each answer graded on its own: 0 incorrect, 1 partly correct, 2 correct; "
@@ -40,7 +42,14 @@ RUNGS = (("gold", "the dataset's first gold answer, as is"),
          ("wrong", "a plausible wrong answer from the same paragraph (another question's answer, or a span of the "
                    "same kind: a number for a number, a name for a name)"),
          ("wrong_sentence", "that wrong answer in a long, fluent, confident sentence"),
-         ("abstain", "\"The text does not say.\" (wrong: every question's answer is in the text)"))
+         ("abstain", "\"The text does not say.\": wrong for a question whose answer is in the text, the correct "
+                     "answer for one whose answer is not (SQuAD 2.0's unanswerable questions)"),
+         ("abstain_sentence", "for a question without an answer in the text: the same said in other words (correct)"),
+         ("invented", "for a question without an answer in the text: an invented answer of the kind it asks for, "
+                      "from the same paragraph (wrong)"),
+         ("invented_sentence", "that invented answer in the long, confident sentence of wrong_sentence (wrong)"))
+#: The subsets of a check with unanswerable ladders, in plain words.
+SUBSETS = {"answerable": "questions with an answer in the text", "unanswerable": "questions without one"}
 #: What each figure of the table means.
 FIGURES = (
     ("pairwise accuracy", "over every (correct, wrong) pair of answers to a question, the share with the correct "
@@ -60,6 +69,8 @@ FIGURES = (
                   "both times."),
     ("length preference", "over pairs of answers of the same tier whose lengths differ, the share where the longer "
                           "one is ranked above; ties count half. 50% is no preference for length."),
+    ("abstention above invented", "questions without an answer in the text: the share where a correct abstention "
+                                  "is ranked above every invented answer (also: the figures of each subset)."),
     ("seconds per question", "the judge's time per question, all its orders together."),
     ("failed judgements", "judgements with no usable verdict after every retry; a question counts only when all "
                           "its orders were judged."),
@@ -157,13 +168,28 @@ def primary_check(report: Mapping[str, Any]) -> dict[str, Any]:
     return dict(checks[0])
 
 
-def _rung_rows(check: Mapping[str, Any]) -> list[dict[str, str]]:
-    from .judge_ladder import TIERS
+def subset_rows(check: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A check's figures on each subset (none without unanswerable ladders), as table cells."""
+    subsets = (check.get("metrics") or {}).get("subsets") or {}
+    return [{**check_row({**check, "metrics": figures}), "subset": SUBSETS.get(name, str(name)),
+             "abstention": percent(_mean(figures, ABSTAINED))}
+            for name, figures in subsets.items() if isinstance(figures, Mapping)]
 
-    m = check.get("metrics") or {}
-    per_rung = m.get("per_rung") or m.get("rungs") or {}
-    order = [name for name in TIERS if name in per_rung] + sorted(set(per_rung) - set(TIERS))
-    return [{"rung": name, "tier": TIER_NAMES.get(TIERS.get(name, -1), "n/a"),
+
+def _tier(name: str, answerable: Sequence[bool]) -> str:
+    """Rung ``name``'s tier on questions with an answer (True) and without (False), in words."""
+    from .judge_ladder import rung_tier
+
+    tiers = dict.fromkeys(TIER_NAMES[t] for a in answerable if (t := rung_tier(name, a)) is not None)
+    return " or ".join(tiers) or "n/a"
+
+
+def _rung_rows(metrics: Mapping[str, Any], answerable: Sequence[bool] = (True,)) -> list[dict[str, str]]:
+    from .judge_ladder import RUNGS
+
+    per_rung = metrics.get("per_rung") or metrics.get("rungs") or {}
+    order = [name for name in RUNGS if name in per_rung] + sorted(set(per_rung) - set(RUNGS))
+    return [{"rung": name, "tier": _tier(name, answerable),
              "mean_rank": _decimal(per_rung[name].get("mean_rank")),
              "ranked_first": percent(per_rung[name].get("ranked_first")), "n": _decimal(per_rung[name].get("n"), 0)}
             for name in order if isinstance(per_rung[name], Mapping)]
@@ -192,7 +218,8 @@ def _ladder(ladder: Mapping[str, Any], judgement: Mapping[str, Any]) -> dict[str
 
 def ladder_examples(report: Mapping[str, Any], check: Mapping[str, Any], n: int = N_LADDERS) -> list[dict[str, Any]]:
     """The first ``n`` ladders the check judged (their first order), and the first ladder with a
-    wrong answer ranked at or above a correct one when none of those has one."""
+    wrong answer ranked at or above a correct one when none of those has one, and the first of a
+    question without gold answers (a misjudged one first) when none of them is."""
     judged = {j.get("question_id"): j for j in reversed(check.get("judgements") or [])
               if isinstance(j, Mapping) and j.get("order_index", 0) == 0}
     shown = [_ladder(ladder, judged[ladder.get("question_id")]) for ladder in report.get("ladders") or []
@@ -200,7 +227,9 @@ def ladder_examples(report: Mapping[str, Any], check: Mapping[str, Any], n: int 
     examples = shown[:n]
     if not any(e["misjudged"] for e in examples):
         examples += [e for e in shown[n:] if e["misjudged"]][:1]
-    return examples
+    if not all(e["gold"] for e in examples):
+        return examples
+    return examples + sorted((e for e in shown if not e["gold"]), key=lambda e: not e["misjudged"])[:1]
 
 
 def _section(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,10 +237,17 @@ def _section(report: Mapping[str, Any]) -> dict[str, Any]:
         return {"rows": [], "primary": None}
     primary = primary_check(report)
     dataset = {key: (report.get("dataset") or {}).get(key) for key in ("source", "split", "questions", "ladders")}
+    m = primary.get("metrics") or {}
+    subsets = {name: f for name, f in (m.get("subsets") or {}).items() if isinstance(f, Mapping)}
     return {"rows": [check_row(c) for c in report["checks"]], "level": _level(report),
             "created": report.get("created"), "dataset": dataset, "rung_names": list(report.get("rungs") or []),
+            "subset_rows": [row for c in report["checks"] for row in subset_rows(c)],
+            "unanswerable": (report.get("dataset") or {}).get("unanswerable_ladders"),
             "primary": {"judge": primary.get("judge"), "protocol": primary.get("protocol"),
-                        "rungs": _rung_rows(primary), "ladders": ladder_examples(report, primary),
+                        "rungs": _rung_rows(m, (True, False) if subsets else (True,)),
+                        "subsets": [{"name": SUBSETS.get(name, name), "rungs": _rung_rows(f, (name != "unanswerable",))}
+                                    for name, f in subsets.items()],
+                        "ladders": ladder_examples(report, primary),
                         "shown": PROTOCOLS_SHOWN.get(str(primary.get("protocol")))}}
 
 
@@ -240,11 +276,15 @@ def summary_lines(run_dir: Path | str) -> list[str]:
         for check in report["checks"]:
             row, m = check_row(check), check.get("metrics") or {}
             interval = _interval(m.get("pairwise_accuracy")).strip(" []").replace(", ", " to ")
+            subsets = "".join(f"; on {SUBSETS.get(name, name)} {percent(_mean(f, 'pairwise_accuracy'))}"
+                              for name, f in (m.get("subsets") or {}).items() if isinstance(f, Mapping))
+            abstained = (f", a correct abstention above every invented answer {percent(_mean(m, ABSTAINED))}"
+                         if isinstance(m.get(ABSTAINED), Mapping) else "")
             lines.append(f"- {row['judge']} ({row['protocol']} protocol): pairwise accuracy "
                          f"{percent(_mean(m, 'pairwise_accuracy'))}"
                          + (f" ({_level(report)} interval {interval})" if interval else "")
-                         + f" on {_decimal(m.get('questions_judged'), 0)} questions; wrong answer ranked first "
-                         f"{row['wrong_first']}; passed: {row['passed']}")
+                         + f" on {_decimal(m.get('questions_judged'), 0)} questions{subsets}{abstained}; wrong answer "
+                         f"ranked first {row['wrong_first']}; passed: {row['passed']}")
     except Exception as error:
         return [f"- {CHECK_FILE} could not be read: {type(error).__name__}: {error}"]
     return lines

@@ -57,6 +57,15 @@ class Results:
         return dict(self.stats.get("tradeoffs") or {})
 
     @property
+    def unanswerable(self) -> "pd.DataFrame":
+        """Per model, for a study with unanswerable questions: correct abstentions, hallucinations, wrong
+        abstentions, abstention rate, SQuAD 2.0 EM/F1 (each with ``_low``/``_high``) and each subset's mean
+        rank (:func:`raq.unanswerable.unanswerable_statistics`); empty for a study without them."""
+        from .unanswerable import unanswerable_frame
+
+        return unanswerable_frame(self.stats.get("unanswerable") or {}).rename_axis("model_id")
+
+    @property
     def memory(self) -> "pd.DataFrame":
         """Per model: memory added while answering, peak RSS, GGUF file, weights and KV cache (MiB)."""
         from .analysis import MEMORY_COLUMNS

@@ -8,17 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from . import environment
-from .config import RunConfig, config_to_dict, parse_config
+from .config import RunConfig, config_to_dict, parse_recorded_config
 from .errors import RaqError, RunDirError
 from .records import Question
 from .store import RunDir
 
 #: Config keys that do not change results: a run may be resumed with them changed.
 NEUTRAL_KEYS = ("name", "out_dir", "models_dir")
+#: Dotted keys (``*``: any list index) that do not change results either: where the answers are
+#: computed, and where a model's layers run.
+NEUTRAL_DOTTED = ("generation.engine", "generation.ray_address", "models.*.n_gpu_layers", "judge.n_gpu_layers",
+                  "judges.*.n_gpu_layers")
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
+    """Dotted keys to values; a list of mappings (the models, the judges) by index."""
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        data = {str(index): item for index, item in enumerate(data)}
+    if isinstance(data, dict) and data:
         flat: dict[str, Any] = {}
         for key, value in data.items():
             flat.update(_flatten(value, f"{prefix}{key}."))
@@ -26,10 +33,22 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: data}
 
 
+def _neutral(key: str) -> bool:
+    parts = key.split(".")
+    return parts[0] in NEUTRAL_KEYS or any(
+        len(parts) == len(pattern.split(".")) and all(p in ("*", part) for p, part in zip(pattern.split("."), parts))
+        for pattern in NEUTRAL_DOTTED)
+
+
+def _list_key(key: str) -> str:
+    """``models.1.gguf`` as ``models[1].gguf``."""
+    return ".".join(f"[{part}]" if part.isdigit() else part for part in key.split(".")).replace(".[", "[")
+
+
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ and that change results."""
     a, b = _flatten(old), _flatten(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k.split(".")[0] not in NEUTRAL_KEYS)
+    return sorted(_list_key(k) for k in set(a) | set(b) if a.get(k) != b.get(k) and not _neutral(k))
 
 
 def stamp() -> str:
@@ -46,14 +65,30 @@ def stored_config(run: RunDir) -> dict[str, Any]:
     are no change), or as stored when this raq cannot read it."""
     stored = run.manifest().get("config", {})
     try:
-        return config_to_dict(parse_config(stored, str(run.manifest_path)))
+        return config_to_dict(parse_recorded_config(stored, str(run.manifest_path)))
     except RaqError:
         return stored
 
 
+def _without_unanswerable(config: RunConfig) -> bool:
+    """Whether the config's data has no unanswerable question (then ``data.unanswerable``
+    changes nothing)."""
+    from .dataset import load_questions
+
+    data = config.data
+    pool = load_questions(data.source, split=data.split, n=None, unanswerable="include", columns=data.columns,
+                          answers_delimiter=data.answers_delimiter, documents=data.documents)
+    return all(question.answerable for question in pool)
+
+
 def reopen(run: RunDir, config: RunConfig) -> RunDir:
-    """Mark ``run`` as running again, after checking that ``config`` would give the same results."""
+    """Mark ``run`` as running again, after checking that ``config`` would give the same results.
+
+    ``data.unanswerable`` is no change for data without unanswerable questions (a run recorded
+    before the key existed reads as ``exclude``, today's default is ``include``)."""
     changed = config_changes(stored_config(run), config_to_dict(config))
+    if "data.unanswerable" in changed and config.data.unanswerable_share is None and _without_unanswerable(config):
+        changed.remove("data.unanswerable")
     if changed:
         raise RunDirError(f"{run.path}: the config differs from the run's in {', '.join(changed)}; "
                           "start a new run instead of resuming")
@@ -67,7 +102,7 @@ def create(config: RunConfig, questions: list[Question]) -> RunDir:
 
     run = RunDir.create(new_run_path(config), {
         "status": "running", "config": config_to_dict(config),
-        "data": describe_source(config.data.source, config.data.split),
+        "data": describe_source(config.data.source, config.data.split, config.data.documents),
         "question_ids": [q.question_id for q in questions],
         "environment": environment.describe(), "models": {},
     })

@@ -115,7 +115,8 @@ class Completion:
     ``logprobs``: the most likely tokens' text -> natural-log probability, from the model's
     full distribution before any grammar or sampler (tokens with the same text merged, see
     :func:`merge_alternatives`). It is empty when not asked for or when the backend could not
-    give them (a server that refuses logprobs)."""
+    give them (a server that refuses logprobs). ``endpoint`` is the base URL that served the
+    request, as configured (served backends; None in-process)."""
 
     text: str
     prompt_tokens: int | None
@@ -125,6 +126,7 @@ class Completion:
     finish_reason: str
     counters: dict[str, Any] = field(default_factory=dict)
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
+    endpoint: str | None = None
 
 
 def merge_alternatives(pairs: Iterable[tuple[str, float]], n: int) -> dict[str, float]:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BackendError, redact
 from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request, merge_alternatives
@@ -89,6 +90,17 @@ def short_error(error: BaseException, secret: str = "") -> str:
     return redact(json.dumps(str(message))[1:-1][:300], secret)
 
 
+def public_url(url: str) -> str:
+    """``url`` as a run may record it: without a user name, password, query or fragment (which
+    may hold credentials)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 class OpenAIBackend:
     """One model name behind one or several OpenAI-compatible base URLs."""
 
@@ -103,6 +115,7 @@ class OpenAIBackend:
             raise ValueError(f"structured must be one of {STRUCTURED}")
         self.model = model
         self.base_urls = [str(url) for url in base_urls]
+        self.shown_urls = [public_url(url) for url in self.base_urls]
         self.clients = [make_client(url, api_key, timeout_s) for url in self.base_urls]
         self._slots: queue.Queue[int] = queue.Queue()
         for _ in range(max_in_flight):
@@ -129,9 +142,11 @@ class OpenAIBackend:
         index = self._slots.get()
         try:
             self.requests_per_url[index] += 1
-            return self._complete_on(self.clients[index], request)
+            completion = self._complete_on(self.clients[index], request)
         finally:
             self._slots.put(index)
+        completion.endpoint = self.shown_urls[index]
+        return completion
 
     def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """Up to ``capacity`` requests in flight; completions in the order they finish."""
@@ -160,7 +175,7 @@ class OpenAIBackend:
                     future.cancel()
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "openai-compatible", "base_urls": self.base_urls, "model": self.model,
+        return {"backend": "openai-compatible", "base_urls": self.shown_urls, "model": self.model,
                 "capacity": self.capacity, "structured_output": self.structured,
                 "logprobs_served": self.send_logprobs}
 
