@@ -178,8 +178,8 @@ def test_relative_and_absolute_imports_resolve():
 #: data flows one way (records and settings -> storage and data -> backends -> the generator and
 #: judge -> statistics -> reports -> the result type -> the study's phases -> the study -> the CLI).
 LAYERS = (
-    ("errors", "records", "metrics", "abstention", "prompts", "ranking", "ranking_text", "config_data", "config",
-     "catalog", "environment", "memory", "progress"),
+    ("errors", "records", "metrics", "abstention", "prompts", "ranking", "ranking_text", "urls", "config_data",
+     "config", "catalog", "environment", "memory", "progress"),
     ("store", "user_data", "dataset", "models", "judge_ladder"),
     ("backends", "backends.base", "backends.llama_native", "backends.llama_decode", "backends.llama",
      "backends.llama_batched", "backends.openai_http", "backends.local_server", "backends.fake", "backends.factory"),

@@ -647,3 +647,14 @@ def test_tables_export_as_csv_and_parquet(run, tmp_path):
     assert len(pd.read_parquet(parquet["results"])) == 2 * 2
     assert list(pd.read_csv(csv["summary"])["model_id"]) == ["smollm2", "gemma"]
     assert set(pd.read_parquet(parquet["significance"])["family"]) == {"paper", "blocked"}
+
+
+def test_a_judge_behind_several_servers_shows_its_urls_as_a_list() -> None:
+    from types import SimpleNamespace
+
+    from raq.html_report import _settings
+
+    manifest = {"config": {"judge": {"id": "j", "base_url": ["http://a:1/v1", "http://b:2/v1"], "model": "m"},
+                           "models": []}, "environment": {}}
+    ((title, shown),) = _settings(SimpleNamespace(manifest=manifest))["judges"]  # type: ignore[arg-type]
+    assert title == "Judge j" and shown["base_url"] == "http://a:1/v1, http://b:2/v1" and shown["model"] == "m"

@@ -6,6 +6,7 @@ scripted endpoints (tests/fake_endpoint.py) and on two real local llama.cpp serv
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -148,7 +149,7 @@ def test_a_completion_names_the_base_url_that_served_it_as_configured() -> None:
 
 
 def test_a_recorded_endpoint_holds_no_credentials() -> None:
-    from raq.backends.openai_http import public_url
+    from raq.urls import public_url
 
     assert public_url("https://user:s3cret@host.example:8443/v1?api-key=s3cret#x") == "https://host.example:8443/v1"
     assert public_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
@@ -159,6 +160,21 @@ def test_a_recorded_endpoint_holds_no_credentials() -> None:
         info = backend.info()
         backend.close()
     assert completion.endpoint == endpoint.base_url and "s3cret" not in json.dumps(info)
+
+
+@pytest.mark.parametrize("url, named", [
+    ("http://user:s3cret@host:8000/v1", "a user name or password"),
+    ("https://host/v1?api-key=s3cret", "a credential (api-key)"),
+    ("https://host/v1?sig=s3cret&x=1", "a credential (sig)"),
+])
+def test_a_url_that_holds_a_credential_is_refused_without_showing_it(url: str, named: str) -> None:
+    for section in ({"judge": {"id": "j", "base_url": [url], "model": "m"}, "models": [{"id": "a", "gguf": "a"}]},
+                    {"judge": {"id": "j", "gguf": "j"}, "models": [{"id": "a", "base_url": url, "model": "m"}]}):
+        with pytest.raises(ConfigError, match=re.escape(named)) as caught:
+            parse_config(section, "study.yaml")
+        assert "s3cret" not in str(caught.value) and "api_key_env" in str(caught.value)
+    parse_config({"judge": {"id": "j", "base_url": "https://host/v1?api-version=2024-06-01", "model": "m"},
+                  "models": [{"id": "a", "gguf": "a"}]}, "study.yaml")  # a query without a secret is fine
 
 
 # --- a study's judging over the endpoints ------------------------------------------------------

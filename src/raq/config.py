@@ -1,7 +1,6 @@
 """The study's configuration: one validated object, loaded from YAML, unknown keys rejected.
 
-Errors name the file, the key path and, where the YAML shows it, the line.
-Relative paths in a config file are taken relative to that file's folder.
+Errors name the file, the key path and, where the YAML shows it, the line; relative paths are taken from its folder.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .config_data import DATA_FIELDS, DATA_SUFFIXES, DataConfig, Strict
 from .errors import ConfigError
+from .urls import check_no_credentials
 
 __all__ = ["DATA_FIELDS", "DATA_SUFFIXES", "DataConfig", "ModelConfig", "GenerationConfig", "JudgeConfig",
            "StatsConfig", "RunConfig", "load_config", "parse_config", "parse_recorded_config", "config_to_dict",
@@ -63,13 +63,12 @@ class ModelConfig(_Strict):
             raise ValueError("set exactly one of 'gguf' (run in-process) or 'base_url' (an OpenAI-compatible server)")
         if self.base_url and not self.model:
             raise ValueError("a served model ('base_url') needs 'model', the name the server knows it by")
+        check_no_credentials(self.base_urls)
         return self
 
     @property
     def base_urls(self) -> list[str]:
-        if not self.base_url:
-            return []
-        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+        return [] if not self.base_url else [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
 class GenerationConfig(_Strict):
@@ -155,6 +154,7 @@ class JudgeConfig(_Strict):
             raise ValueError("a remote judge ('base_url') needs 'model'")
         if "" in self.base_urls or len(set(self.base_urls)) < len(self.base_urls):
             raise ValueError("'base_url' must list distinct, non-empty URLs ('max_in_flight' is per endpoint)")
+        check_no_credentials(self.base_urls)
         if self.base_url and self.runtime != "server":
             raise ValueError("'runtime' is for a local judge ('gguf'); a remote judge is served at its 'base_url'")
         if self.protocol not in SCORING_PROTOCOLS and self.show_context is False:

@@ -290,7 +290,8 @@ def _settings(results: RunResults) -> dict[str, Any]:
     config, env = manifest.get("config", {}), manifest.get("environment", {})
     machine = {k: env.get(k) for k in ("python", "platform", "cpu", "cpu_count", "memory_gib")}
     machine["gpus"] = ", ".join(env.get("gpus") or []) or "none"
-    judges = [(f"Judge {judge.get('id')}", {k: judge.get(k) for k in JUDGE_KEYS if judge.get(k) is not None})
+    judges = [(f"Judge {judge.get('id')}", {k: ", ".join(map(str, v)) if isinstance(v, list) else v
+                                            for k in JUDGE_KEYS if (v := judge.get(k)) is not None})
               for judge in _judges(results)]
     return {"models": [_model_settings(m, manifest.get("models", {}).get(m.get("id"), {}))
                        for m in config.get("models", [])],

@@ -28,9 +28,9 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BackendError, redact
+from ..urls import public_url
 from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request, merge_alternatives
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,17 +88,6 @@ def short_error(error: BaseException, secret: str = "") -> str:
     """One line from an API error, at most 300 characters, with the API key masked."""
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     return redact(json.dumps(str(message))[1:-1][:300], secret)
-
-
-def public_url(url: str) -> str:
-    """``url`` as a run may record it: without a user name, password, query or fragment (which
-    may hold credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class OpenAIBackend:
