@@ -78,13 +78,11 @@ class Work:
             self.questions = answered[:questions]
             self.size = len(self.questions)
             return
-        from raq.dataset import load_questions
+        from raq.study_data import load_pool
 
-        data = config.data
-        pool = load_questions(data.source, split=data.split, n=None, unanswerable="include", columns=data.columns,
-                              answers_delimiter=data.answers_delimiter, documents=data.documents)
+        pool = load_pool(config.data)
         chosen = with_unanswerable(config, check_questions(config, questions), pool)
-        self.ladders, self.skipped = build_ladders(chosen, pool, DEFAULT_RUNGS, seed=data.seed)
+        self.ladders, self.skipped = build_ladders(chosen, pool, DEFAULT_RUNGS, seed=config.data.seed)
         self.size = len(self.ladders)
 
     def judge_all(self, settings: JudgeConfig, backend: Any) -> list[Judgement]:

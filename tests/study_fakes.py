@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from raq.backends.base import Request
+from raq.backends.base import Backend, Request
+from raq.backends.factory import BackendFactory
 from raq.backends.fake import FakeBackend, FakeBackends, Reply
+from raq.config import GenerationConfig, JudgeConfig, ModelConfig
 
 GGUF_STUB = b"GGUF\x03\x00\x00\x00stub"
 MODEL_IDS = ["alpha", "beta", "gamma"]
@@ -137,6 +139,20 @@ def fakes(interrupt: dict[str, int] | None = None) -> FakeBackends:
     after = interrupt or {}
     return FakeBackends(contestant=lambda m: contestant(m, after.get(m)),
                         judge=lambda j: fair_judge(after.get(f"judge:{j}")) if j == "fair" else FakeBackend(name=j))
+
+
+class RealJudge:
+    """Fake contestants; the judge as the factory opens it (a local server, or a served judge
+    over HTTP, checked)."""
+
+    def __init__(self) -> None:
+        self.fake, self.real = fakes(), BackendFactory()
+
+    def contestant(self, model: ModelConfig, generation: GenerationConfig, path: Path | None) -> Backend:
+        return self.fake.contestant(model, generation, path)
+
+    def judge(self, judge: JudgeConfig, path: Path | None, log_path: Path) -> Backend:
+        return self.real.judge(judge, path, log_path)
 
 
 # --- quicker analysis ------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_relative_and_absolute_imports_resolve():
 LAYERS = (
     ("errors", "records", "metrics", "abstention", "prompts", "ranking", "ranking_text", "urls", "config_data",
      "config", "catalog", "environment", "memory", "progress"),
-    ("store", "user_data", "dataset", "models", "judge_ladder"),
+    ("store", "user_data", "dataset", "study_data", "models", "judge_ladder"),
     ("backends", "backends.base", "backends.llama_native", "backends.llama_decode", "backends.llama",
      "backends.llama_batched", "backends.openai_http", "backends.local_server", "backends.fake", "backends.factory"),
     ("generator", "judge", "judge_pointwise", "judge_pairwise", "judges"),

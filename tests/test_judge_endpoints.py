@@ -19,18 +19,18 @@ import pytest
 
 from conftest import demo_model
 from fake_endpoint import FakeEndpoint
-from raq.backends.base import Backend, Request
+from raq.backends.base import Request
 from raq.backends.factory import BackendFactory
 from raq.backends.fake import FakeBackend
 from raq.backends.local_server import LocalServer
 from raq.backends.openai_http import OpenAIBackend
-from raq.config import GenerationConfig, JudgeConfig, ModelConfig, config_to_dict, parse_config, parse_recorded_config
+from raq.config import JudgeConfig, config_to_dict, parse_config, parse_recorded_config
 from raq.errors import ConfigError
 from raq.judge_check import run_check
 from raq.judge_ladder import ANSWERABLE_TIERS, GOLD_SENTENCE, Ladder, Rung
 from raq.pipeline import evaluate
 from raq.records import Judgement, Question, from_dict
-from study_fakes import MODEL_IDS, fair_ranking, fakes, quick_analysis, study_dict, write_config
+from study_fakes import MODEL_IDS, RealJudge, fair_ranking, quick_analysis, study_dict, write_config
 
 UNREACHABLE = "http://127.0.0.1:9/v1"
 
@@ -87,19 +87,6 @@ def endpoints(n: int, everywhere: Busy) -> Iterator[list[tuple[FakeEndpoint, Bus
             opened.append((stack.enter_context(FakeEndpoint(model="m", default=slowly(fair_reply, here, everywhere))),
                            here))
         yield opened
-
-
-class RemoteJudge:
-    """Fake contestants; the judge as the factory opens it (over HTTP, checked)."""
-
-    def __init__(self) -> None:
-        self.fake, self.real = fakes(), BackendFactory()
-
-    def contestant(self, model: ModelConfig, generation: GenerationConfig, path: Path | None) -> Backend:
-        return self.fake.contestant(model, generation, path)
-
-    def judge(self, judge: JudgeConfig, path: Path | None, log_path: Path) -> Backend:
-        return self.real.judge(judge, path, log_path)
 
 
 def remote_study(tmp_path: Path, urls: list[str], n_questions: int = 6, orders: int = 3, **judge: Any) -> Path:
@@ -185,7 +172,7 @@ def test_a_study_spreads_its_judging_over_every_endpoint_with_a_bound_on_each(tm
     everywhere = Busy()
     with endpoints(3, everywhere) as opened:
         urls = [endpoint.base_url for endpoint, _ in opened]
-        results = evaluate(remote_study(tmp_path, urls, max_in_flight=2), backends=RemoteJudge(), progress=False)
+        results = evaluate(remote_study(tmp_path, urls, max_in_flight=2), backends=RealJudge(), progress=False)
     judgements = lines(Path(results.run_dir) / "judgements.jsonl")
     assert sorted((j["question_id"], j["order_index"]) for j in judgements) == \
         sorted((f"q{i}", k) for i in range(6) for k in range(3))  # every judgement once
@@ -205,7 +192,7 @@ def test_a_scoring_judge_records_the_endpoint_of_every_grade(tmp_path: Path, mon
     with endpoints(2, everywhere) as opened:
         urls = [endpoint.base_url for endpoint, _ in opened]
         results = evaluate(remote_study(tmp_path, urls, n_questions=4, orders=1, protocol="pointwise"),
-                           backends=RemoteJudge(), progress=False)
+                           backends=RealJudge(), progress=False)
     judgements = results.judgements
     assert len(judgements) == 4 and all(j.ok for j in judgements)
     for judgement in judgements:
@@ -220,7 +207,7 @@ def test_a_down_endpoint_of_the_judge_is_reported_before_any_answer(tmp_path: Pa
     with endpoints(1, everywhere) as opened:
         endpoint = opened[0][0]
         config = remote_study(tmp_path, [endpoint.base_url, UNREACHABLE])
-        backends = RemoteJudge()
+        backends = RealJudge()
         with pytest.raises(ConfigError) as caught:
             evaluate(config, backends=backends, progress=False)
     message = str(caught.value)
@@ -263,7 +250,7 @@ def test_a_judge_behind_two_real_llama_cpp_servers(tmp_path: Path, monkeypatch: 
             LocalServer(path, "m", n_ctx=1024, n_threads=1, logits_all=True, log_path=logs / "b.log") as second:
         urls = [first.base_url, second.base_url]
         results = evaluate(remote_study(tmp_path, urls, n_questions=4, orders=1, protocol="pointwise"),
-                           backends=RemoteJudge(), progress=False)
+                           backends=RealJudge(), progress=False)
     judgements = results.judgements
     assert len(judgements) == 4 and all(j.ok for j in judgements), [j.error for j in judgements]
     assert all(set(j.ranks) == set(MODEL_IDS) for j in judgements)

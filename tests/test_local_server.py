@@ -14,12 +14,10 @@ import pytest
 
 import raq.backends.local_server as local_server
 from raq.backends.base import Backend, Request
-from raq.backends.factory import BackendFactory
 from raq.backends.local_server import LocalServer, LocalServerBackend
-from raq.config import GenerationConfig, JudgeConfig, ModelConfig
 from raq.errors import BackendError
 from raq.pipeline import evaluate
-from study_fakes import fakes, quick_analysis, stub_gguf, study_dict, write_config
+from study_fakes import RealJudge, quick_analysis, stub_gguf, study_dict, write_config
 
 ENDPOINT = Path(__file__).with_name("fake_endpoint.py")
 
@@ -135,25 +133,12 @@ def test_the_backend_completes_requests_through_its_server(tmp_path: Path, monke
     assert backend.pid is None and pid is not None and gone(pid)
 
 
-class LocalJudge:
-    """Fake contestants; the judge as the factory opens it (a local server)."""
-
-    def __init__(self) -> None:
-        self.fake, self.real = fakes(), BackendFactory()
-
-    def contestant(self, model: ModelConfig, generation: GenerationConfig, path: Path | None) -> Backend:
-        return self.fake.contestant(model, generation, path)
-
-    def judge(self, judge: JudgeConfig, path: Path | None, log_path: Path) -> Backend:
-        return self.real.judge(judge, path, log_path)
-
-
 def test_a_study_judged_through_a_local_server_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     quick_analysis(monkeypatch)
     monkeypatch.setattr(local_server, "LocalServer", ScriptedServer)
     config = study_dict(tmp_path, n_questions=2, orders=1)
     config["judge"] = {"id": "served-judge", "gguf": stub_gguf(tmp_path / "models" / "j.gguf")}
-    results = evaluate(write_config(tmp_path / "s.yaml", config), backends=LocalJudge(), progress=False)
+    results = evaluate(write_config(tmp_path / "s.yaml", config), backends=RealJudge(), progress=False)
     manifest = results.manifest
     server = manifest["judge_server"]
     assert server["judge"] == "served-judge" and server["base_url"].startswith("http://127.0.0.1:")

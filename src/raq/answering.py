@@ -42,12 +42,12 @@ def generate(config: RunConfig, run: RunDir, questions: list[Question], files: d
     """Have every model answer every question it has not answered yet; ``files`` maps model ids
     to their verified GGUF files. With ``generation.engine: ray`` the in-process models answer on a
     Ray cluster first (:mod:`raq.engine_ray`); served models answer here, as always."""
+    offer_abstention = offers_abstention(config, questions)
     if config.generation.engine == "ray" and any(model.base_url is None for model in config.models):
         from .engine_ray import generate_on_ray
 
-        generate_on_ray(config, run, questions, files, backends, progress,
-                        offer_abstention=offers_abstention(config, questions), answer_block=answers_of,
-                        arrange=by_context, chunk_per_slot=CHUNK_PER_SLOT)
+        generate_on_ray(config, run, questions, files, backends, progress, offer_abstention=offer_abstention,
+                        answer_block=answers_of, arrange=by_context, chunk_per_slot=CHUNK_PER_SLOT)
     done = {(a.question_id, a.model_id) for a in run.answers(repair=True)}
     models_info = run.manifest().get("models", {})
     for model in config.models:
@@ -57,7 +57,7 @@ def generate(config: RunConfig, run: RunDir, questions: list[Question], files: d
         file = files.get(model.id)
         with PeakMemory() as memory:
             backend = backends.contestant(model, config.generation, file.path if file else None)
-            generator = Generator(model, config.generation, backend, offers_abstention(config, questions))
+            generator = Generator(model, config.generation, backend, offer_abstention)
             try:
                 models_info[model.id] = {**generator.info(), "ref": model.gguf or model.model,
                                          "sha256": file.sha256 if file else None}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .backends.factory import remote_judge, served_contestant
 from .config import JudgeConfig, RunConfig
-from .errors import ConfigError, ModelFileError, RaqError
+from .errors import ConfigError, EndpointError, ModelFileError, RaqError
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ def check_endpoints(config: RunConfig, where: str = "config", judges: Sequence[J
     ``judges`` if given) endpoint answers, accepts the key and serves the model; raise
     ConfigError naming the key (with the URL's index when ``base_url`` is a list) and the URL;
     every base URL of a contestant or judge is checked."""
-    checks = [(f"models[{i}]", model.id, model.base_url, lambda m=model: served_contestant(m))
+    checks = [(f"models[{i}]", model.id, isinstance(model.base_url, list), lambda m=model: served_contestant(m))
               for i, model in enumerate(config.models) if model.base_url and contestants]
-    checks += [(key, judge.id, judge.base_url, lambda j=judge: remote_judge(j))
+    checks += [(key, judge.id, isinstance(judge.base_url, list), lambda j=judge: remote_judge(j))
                for key, judge in _judges(config, judges) if judge.base_url]
-    for key, owner, base_url, open_client in checks:
+    for key, owner, listed, open_client in checks:
         try:
             client = open_client()
         except ConfigError as error:  # an API key variable that is not set
@@ -76,15 +76,7 @@ def check_endpoints(config: RunConfig, where: str = "config", judges: Sequence[J
         try:
             client.check()
         except RaqError as error:
-            raise ConfigError(f"{where}: {key}.base_url{_url_index(base_url, str(error))} ({owner}): {error}") \
-                from None
+            index = f"[{error.index}]" if listed and isinstance(error, EndpointError) else ""
+            raise ConfigError(f"{where}: {key}.base_url{index} ({owner}): {error}") from None
         finally:
             client.close()
-
-
-def _url_index(base_url: str | list[str] | None, message: str) -> str:
-    """``[i]`` for the URL of a list of base URLs that ``message`` names (the client's form of it
-    ends with a slash), or nothing for a single base URL."""
-    if not isinstance(base_url, list):
-        return ""
-    return next((f"[{i}]" for i, url in enumerate(base_url) if f"{url.rstrip('/')}/" in message), "")

@@ -23,6 +23,14 @@ class BackendError(RaqError):
     """A generation backend or server failed."""
 
 
+class EndpointError(BackendError):
+    """One of a served backend's base URLs failed: ``index``, its place in the list."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 class JudgeError(RaqError):
     """The judge endpoint could not be reached or used."""
 

@@ -51,19 +51,15 @@ def check_questions(config: RunConfig, n: int, study: Sequence[Question] | None 
     """``n`` questions of the study's dataset: the study's own sample first (``study``, or the
     config's), more drawn with the study's seed when it has fewer (read with the study's data
     settings: its column names, answer delimiter, documents folder and unanswerable questions)."""
-    from .dataset import load_questions
+    from .study_data import load_pool, load_sample
 
     data = config.data
-    files: dict[str, Any] = {"columns": data.columns, "answers_delimiter": data.answers_delimiter,
-                             "documents": data.documents}
     if study is None:
-        study = load_questions(data.source, split=data.split, n=min(n, data.n_questions), seed=data.seed,
-                               per_context=data.per_context, unanswerable=data.unanswerable,
-                               unanswerable_share=data.unanswerable_share, **files)
+        study = load_sample(data, min(n, data.n_questions))
     if len(study) >= n:
         return list(study[:n])
     known = {q.question_id for q in study}
-    extra = load_questions(data.source, split=data.split, n=None, unanswerable=data.unanswerable, **files)
+    extra = load_pool(data, data.unanswerable)
     rest = [q for q in extra if q.question_id not in known]
     return [*study, *random.Random(data.seed).sample(rest, min(n - len(study), len(rest)))]
 
@@ -160,11 +156,9 @@ def check_judges(config: RunConfig, questions: Sequence[Question], files: dict[s
     ladders of ``questions`` (:func:`with_unanswerable`); each judge's model is loaded once for all
     its protocols. ``pool``: the dataset's questions (default: loaded), wrong answers' source."""
     if pool is None:  # every question, whatever the study samples: the others' answers give wrong ones
-        from .dataset import load_questions
+        from .study_data import load_pool
 
-        data = config.data
-        pool = load_questions(data.source, split=data.split, n=None, unanswerable="include", columns=data.columns,
-                              answers_delimiter=data.answers_delimiter, documents=data.documents)
+        pool = load_pool(config.data)
     questions = with_unanswerable(config, questions, pool)
     ladders, skipped = build_ladders(questions, pool, rungs, seed=config.data.seed)
     unanswerable = sum(not ladder.question.answerable for ladder in ladders)

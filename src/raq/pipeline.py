@@ -53,13 +53,9 @@ Notify = Callable[[str], None]
 
 def load_study_questions(config: RunConfig) -> list[Question]:
     """The study's sample of questions (the dataset's errors name the source)."""
-    from .dataset import load_questions
+    from .study_data import load_sample
 
-    data = config.data
-    return load_questions(data.source, split=data.split, n=data.n_questions, seed=data.seed,
-                          per_context=data.per_context, unanswerable=data.unanswerable,
-                          unanswerable_share=data.unanswerable_share, columns=data.columns,
-                          answers_delimiter=data.answers_delimiter, documents=data.documents)
+    return load_sample(config.data)
 
 
 def analyse(run: RunDir, progress: bool | None = None, status: str | None = None) -> Results:

@@ -4,6 +4,7 @@ its results."""
 from __future__ import annotations
 
 from datetime import datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _neutral(key: str) -> bool:
-    parts = key.split(".")
-    return parts[0] in NEUTRAL_KEYS or any(
-        len(parts) == len(pattern.split(".")) and all(p in ("*", part) for p, part in zip(pattern.split("."), parts))
-        for pattern in NEUTRAL_DOTTED)
+    return key.split(".")[0] in NEUTRAL_KEYS or any(fnmatchcase(key, pattern) for pattern in NEUTRAL_DOTTED)
 
 
 def _list_key(key: str) -> str:
@@ -73,12 +71,9 @@ def stored_config(run: RunDir) -> dict[str, Any]:
 def _without_unanswerable(config: RunConfig) -> bool:
     """Whether the config's data has no unanswerable question (then ``data.unanswerable``
     changes nothing)."""
-    from .dataset import load_questions
+    from .study_data import load_pool
 
-    data = config.data
-    pool = load_questions(data.source, split=data.split, n=None, unanswerable="include", columns=data.columns,
-                          answers_delimiter=data.answers_delimiter, documents=data.documents)
-    return all(question.answerable for question in pool)
+    return all(question.answerable for question in load_pool(config.data))
 
 
 def reopen(run: RunDir, config: RunConfig) -> RunDir:

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, redact
+from ..errors import BackendError, EndpointError, redact
 from ..urls import public_url
 from .base import TEMPLATE_SERVER, Completion, PromptTooLong, Request, merge_alternatives
 
@@ -175,23 +175,27 @@ class OpenAIBackend:
     # --- checks --------------------------------------------------------------------------
     def check(self) -> None:
         """Every base URL is reachable, accepts the key and serves ``model`` (servers that do
-        not list models are taken at their word); raise BackendError naming the URL."""
+        not list models are taken at their word); raise EndpointError naming the URL."""
+        for index, client in enumerate(self.clients):
+            try:
+                self._check_one(client)
+            except BackendError as error:
+                raise EndpointError(str(error), index) from None
+
+    def _check_one(self, client: OpenAI) -> None:
         import openai
 
-        for client in self.clients:
-            try:
-                served = [m.id for m in client.with_options(max_retries=0, timeout=10.0).models.list()]
-            except openai.AuthenticationError as error:
-                raise BackendError(f"{client.base_url} refused the API key: {short_error(error, self._secret)}") \
-                    from None
-            except openai.APIConnectionError as error:
-                raise BackendError(f"{client.base_url} cannot be reached: {short_error(error, self._secret)}") \
-                    from None
-            except openai.APIError as error:  # listing models is optional for a server
-                log.info("%s does not list its models (%s); using %s as given", client.base_url,
-                         short_error(error, self._secret), self.model)
-                continue
-            require_served(str(client.base_url), served, self.model)
+        try:
+            served = [m.id for m in client.with_options(max_retries=0, timeout=10.0).models.list()]
+        except openai.AuthenticationError as error:
+            raise BackendError(f"{client.base_url} refused the API key: {short_error(error, self._secret)}") from None
+        except openai.APIConnectionError as error:
+            raise BackendError(f"{client.base_url} cannot be reached: {short_error(error, self._secret)}") from None
+        except openai.APIError as error:  # listing models is optional for a server
+            log.info("%s does not list its models (%s); using %s as given", client.base_url,
+                     short_error(error, self._secret), self.model)
+            return
+        require_served(str(client.base_url), served, self.model)
 
     # --- one request ---------------------------------------------------------------------
     def _body(self, request: Request) -> dict[str, Any]:
